@@ -1,0 +1,160 @@
+"""Foundation commands: info, render, unprocess, profile."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from rawedge.errors import RawedgeError
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+
+
+def _fmt_matrix(m) -> str:
+    if m is None:
+        return "unknown"
+    return " | ".join(" ".join(f"{v:+.4f}" for v in row) for row in np.asarray(m))
+
+
+def _exif_lines(exif) -> list[str]:
+    def v(x, fmt="{}"):
+        return "missing" if x is None else fmt.format(x)
+
+    t = exif.exposure_time
+    shutter = "missing" if t is None else (f"1/{1 / t:.0f} s" if t < 0.5 else f"{t:.2f} s")
+    return [f"camera       {v(exif.make)} / {v(exif.model)}",
+            f"exposure     {shutter}   ISO {v(exif.iso, '{:.0f}')}   f/{v(exif.f_number, '{:.1f}')}   "
+            f"focal {v(exif.focal_length, '{:.1f} mm')}",
+            f"orientation  {v(exif.orientation)}   date {v(exif.datetime)}"]
+
+
+def describe_raw(path) -> list[str]:
+    from rawedge.io.raw import read_raw
+
+    raw = read_raw(path)
+    h, w = raw.bayer.shape
+    p = raw.profile
+    return [f"{path}: RAW mosaic {w}x{h} ({w * h / 1e6:.1f} MP), CFA {raw.cfa}",
+            f"levels       black {raw.black_level.tolist()}  white {raw.white_level:.0f}  "
+            f"(data max {int(raw.bayer.max())})",
+            f"white bal.   as-shot neutral {np.round(raw.as_shot_neutral, 4).tolist()}  "
+            f"gains {np.round(raw.wb_gains(), 4).tolist()}",
+            f"colour       XYZ->camera {_fmt_matrix(p.color_matrix)}",
+            f"             camera->sRGB {_fmt_matrix(p.cam2rgb())}" + ("" if p.has_color_matrix else " (identity: no matrix)"),
+            f"pixels       aspect {p.pixel_aspect:.4f}", *_exif_lines(raw.exif)]
+
+
+def describe_photo(path) -> list[str]:
+    from rawedge.io.photo import read_photo
+
+    photo = read_photo(path)
+    h, w, _ = photo.srgb.shape
+    return [f"{path}: photo {w}x{h} ({w * h / 1e6:.1f} MP), {photo.srgb.dtype} RGB", *_exif_lines(photo.exif)]
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def info(file):
+    """Describe a RAW, DNG, JPEG/PNG/TIFF or rawedge model file.
+
+    \b
+    Example:  rawedge info photo.dng
+    """
+    path = Path(file)
+    if not path.is_file():
+        raise RawedgeError(path, "no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx" or suffix == ".xml" or suffix == ".engine":
+        from rawedge.commands.model_info import describe_model
+
+        lines = describe_model(path)
+    elif suffix in PHOTO_SUFFIXES:
+        lines = describe_photo(path)
+    else:
+        lines = describe_raw(path)
+    for line in lines:
+        click.echo(line)
+
+
+@click.command()
+@click.argument("raw_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="JPEG (or .png) to write.")
+@click.option("--quality", default=92, show_default=True, type=click.IntRange(1, 100), help="JPEG quality.")
+@click.option("--bright", default=1.0, show_default=True, help="LibRaw brightness multiplier.")
+@click.option("--gamma", default="srgb", type=click.Choice(["srgb", "bt709"]), show_default=True)
+def render(raw_file, output, quality, bright, gamma):
+    """Render a RAW with LibRaw to an sRGB JPEG that keeps the original EXIF.
+
+    The rendering is aligned pixel-for-pixel with the RAW mosaic (no rotation, no pixel-aspect stretch),
+    so the pair can be used for training and evaluation.
+
+    \b
+    Example:  rawedge render CRW_0304.CRW -o CRW_0304.jpg
+    """
+    from rawedge.io.photo import write_jpeg, write_png
+    from rawedge.io.raw import read_raw
+    from rawedge.io.render import RenderSettings, render_raw
+
+    raw = read_raw(raw_file)
+    settings = RenderSettings(bright=bright, gamma=(2.4, 12.92) if gamma == "srgb" else (2.222, 4.5))
+    rgb = render_raw(raw_file, settings)
+    if Path(output).suffix.lower() == ".png":
+        write_png(output, rgb, raw.exif)
+    else:
+        write_jpeg(output, rgb, raw.exif, quality=quality)
+    click.echo(f"wrote {output} ({rgb.shape[1]}x{rgb.shape[0]})")
+
+
+@click.command()
+@click.argument("photo_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="DNG to write (default: PHOTO.dng).")
+@click.option("--like", type=click.Path(dir_okay=False), help="A RAW file of the same camera: its profile and WB.")
+@click.option("--camera-profile", type=click.Path(dir_okay=False), help="Camera profile JSON (rawedge profile).")
+@click.option("--camera", help="Name of a bundled camera profile.")
+def unprocess(photo_file, output, like, camera_profile, camera):
+    """Analytic reverse ISP: sRGB photo -> DNG (inverse sRGB curve, inverse colour matrix, inverse WB, mosaic).
+
+    \b
+    Example:  rawedge unprocess photo.jpg -o photo.dng --like CRW_0304.CRW
+    """
+    from rawedge.io.dng import write_dng
+    from rawedge.io.photo import read_photo
+    from rawedge.isp.pipeline import unprocess as analytic_unprocess
+    from rawedge.profiles import resolve_profile
+    from rawedge.types import RawImage
+
+    photo = read_photo(photo_file)
+    profile, gains, how = resolve_profile(photo.exif, like=like, profile_json=camera_profile, camera=camera)
+    gains = profile.typical_wb_gains() if gains is None else gains
+    mosaic = analytic_unprocess(photo.to_float(), profile, gains)
+    out = output or str(Path(photo_file).with_suffix(".dng"))
+    raw = RawImage.from_normalized(mosaic, profile, gains, photo.exif)
+    write_dng(out, raw)
+    click.echo(f"wrote {out}: {mosaic.shape[1]}x{mosaic.shape[0]} {profile.cfa} mosaic, profile {profile.name} ({how})")
+
+
+@click.command()
+@click.argument("raw_path", type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="JSON to write.")
+def profile(raw_path, output):
+    """Camera profile(s) from a RAW file, or from a folder of RAW files (one per camera, WB prior fitted).
+
+    \b
+    Example:  rawedge profile CRW_0304.CRW -o g2.json
+              rawedge profile raw_dir/ -o cameras.json
+    """
+    from rawedge.io.atomic import atomic_output
+    from rawedge.profiles import build_profiles
+    from rawedge.types import CameraProfile
+
+    if Path(raw_path).is_dir():
+        profiles = build_profiles(raw_path)
+        with atomic_output(output) as tmp:
+            Path(tmp).write_text(json.dumps([p.to_dict() for p in profiles], indent=1))
+        click.echo(f"wrote {output}: {len(profiles)} camera profiles ({', '.join(p.name for p in profiles)})")
+    else:
+        p = CameraProfile.from_raw(raw_path)
+        p.save(output)
+        click.echo(f"wrote {output}: profile {p.name}")

@@ -1,0 +1,180 @@
+"""The one place EXIF is parsed and written (JPEG/PNG/TIFF via Pillow or tifffile tags, RAW via rawpy)."""
+from __future__ import annotations
+
+import math
+import struct
+from fractions import Fraction
+
+from rawedge.types import Exif
+
+# EXIF / TIFF tag numbers.
+TAG_MAKE, TAG_MODEL, TAG_ORIENTATION, TAG_DATETIME = 271, 272, 274, 306
+TAG_EXPOSURE_TIME, TAG_F_NUMBER, TAG_ISO, TAG_FOCAL_LENGTH = 33434, 33437, 34855, 37386
+TAG_DATETIME_ORIGINAL = 36867
+EXIF_IFD_POINTER = 0x8769
+
+
+def _number(value) -> float | None:
+    """A positive finite float from whatever a tag holds (rational, tuple, list), else None."""
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        if not value:
+            return None
+        if len(value) == 2 and all(isinstance(v, int) for v in value):
+            value = value[0] / value[1] if value[1] else None
+        else:
+            value = value[0]
+        if value is None:
+            return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return x if math.isfinite(x) and x > 0 else None
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", "replace")
+    s = str(value).replace("\x00", "").strip()
+    if len(s) >= 19 and s[4] == ":" and s[7] == ":" and s[10] == " ":  # EXIF date -> ISO date
+        s = s[:4] + "-" + s[5:7] + "-" + s[8:]
+    return s or None
+
+
+def _orientation(value) -> int | None:
+    try:
+        v = int(value if not isinstance(value, (tuple, list)) else value[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return v if 1 <= v <= 8 else None
+
+
+def exif_from_tags(tags: dict[int, object]) -> Exif:
+    """Exif from a flat {tag number: value} map (IFD0 and the EXIF IFD merged)."""
+    return Exif(
+        exposure_time=_number(tags.get(TAG_EXPOSURE_TIME)),
+        iso=_number(tags.get(TAG_ISO)),
+        f_number=_number(tags.get(TAG_F_NUMBER)),
+        focal_length=_number(tags.get(TAG_FOCAL_LENGTH)),
+        make=_text(tags.get(TAG_MAKE)),
+        model=_text(tags.get(TAG_MODEL)),
+        orientation=_orientation(tags.get(TAG_ORIENTATION)),
+        datetime=_text(tags.get(TAG_DATETIME_ORIGINAL) or tags.get(TAG_DATETIME)),
+    )
+
+
+def exif_from_pillow(image) -> Exif:
+    """Exif of an open Pillow image (JPEG, PNG eXIf, TIFF)."""
+    try:
+        raw = image.getexif()
+        tags = dict(raw)
+        tags.update(dict(raw.get_ifd(EXIF_IFD_POINTER)))
+    except Exception:  # a corrupt EXIF block is no reason to refuse the pixels
+        return Exif()
+    return exif_from_tags(tags)
+
+
+def exif_from_tifffile_page(page) -> Exif:
+    """Exif of a tifffile page (TIFF input, DNG read-back)."""
+    tags: dict[int, object] = {}
+    for tag in page.tags.values():
+        tags[tag.code] = tag.value
+    exif_ifd = tags.get(EXIF_IFD_POINTER)
+    if isinstance(exif_ifd, dict):
+        from tifffile import TIFF
+
+        for name, value in exif_ifd.items():
+            code = TIFF.TAGS.get(name) if isinstance(name, str) else name
+            if isinstance(code, int):
+                tags.setdefault(code, value)
+    return exif_from_tags(tags)
+
+
+def exif_from_rawpy(raw, make: str | None, model: str | None) -> Exif:
+    """Exif of a rawpy RawPy object; LibRaw reports 0 for unknown values, which become None."""
+    other = raw.other
+    return Exif(
+        exposure_time=_number(other.shutter_speed),
+        iso=_number(other.iso_speed),
+        f_number=_number(other.aperture),
+        focal_length=_number(other.focal_length),
+        make=make,
+        model=model,
+        orientation=_flip_to_orientation(raw.sizes.flip),
+        datetime=other.timestamp.isoformat(sep=" ") if other.timestamp else None,
+    )
+
+
+def _flip_to_orientation(flip: int) -> int:
+    """LibRaw's ``flip`` (0, 3, 5, 6) to the EXIF Orientation code."""
+    return {0: 1, 3: 3, 5: 8, 6: 6}.get(int(flip), 1)
+
+
+def rational(x: float, max_denominator: int = 1_000_000) -> tuple[int, int]:
+    """A float as a (numerator, denominator) pair for TIFF RATIONAL tags."""
+    f = Fraction(x).limit_denominator(max_denominator)
+    return f.numerator, f.denominator
+
+
+def pillow_exif(exif: Exif):
+    """A Pillow ``Image.Exif`` carrying ``exif`` (for JPEG/PNG writing)."""
+    from PIL import Image, TiffImagePlugin
+
+    out = Image.Exif()
+    if exif.make:
+        out[TAG_MAKE] = exif.make
+    if exif.model:
+        out[TAG_MODEL] = exif.model
+    if exif.orientation:
+        out[TAG_ORIENTATION] = int(exif.orientation)
+    sub = out.get_ifd(EXIF_IFD_POINTER)
+    if exif.exposure_time:
+        sub[TAG_EXPOSURE_TIME] = TiffImagePlugin.IFDRational(*rational(exif.exposure_time))
+    if exif.f_number:
+        sub[TAG_F_NUMBER] = TiffImagePlugin.IFDRational(*rational(exif.f_number, 1000))
+    if exif.iso:
+        sub[TAG_ISO] = int(round(exif.iso))
+    if exif.focal_length:
+        sub[TAG_FOCAL_LENGTH] = TiffImagePlugin.IFDRational(*rational(exif.focal_length, 1000))
+    if exif.datetime:
+        sub[TAG_DATETIME_ORIGINAL] = exif.datetime.replace("-", ":")[:19]
+    return out
+
+
+def ciff_make_model(data: bytes) -> tuple[str | None, str | None]:
+    """Make and model from a Canon CIFF (.CRW) file, which rawpy does not expose (record 0x080a)."""
+    if len(data) < 26 or data[:2] != b"II" or data[6:14] != b"HEAPCCDR":
+        return None, None
+    (header_len,) = struct.unpack_from("<I", data, 2)
+
+    def walk(start: int, end: int, depth: int):
+        if depth > 4 or end - start < 4 or end > len(data):
+            return None
+        (table,) = struct.unpack_from("<I", data, end - 4)
+        pos = start + table
+        if pos + 2 > end:
+            return None
+        (count,) = struct.unpack_from("<H", data, pos)
+        for i in range(min(count, 512)):
+            entry = pos + 2 + 10 * i
+            if entry + 10 > end:
+                return None
+            tag, size, offset = struct.unpack_from("<HII", data, entry)
+            kind = tag & 0x3800
+            if tag & 0x3FFF == 0x080A and start + offset + size <= end:
+                parts = data[start + offset:start + offset + size].split(b"\x00")
+                return [p.decode("latin-1").strip() for p in parts if p.strip()]
+            if kind in (0x2800, 0x3000):
+                found = walk(start + offset, start + offset + size, depth + 1)
+                if found:
+                    return found
+        return None
+
+    found = walk(header_len, len(data), 0)
+    if not found:
+        return None, None
+    return found[0], (found[1] if len(found) > 1 else None)

@@ -1,0 +1,38 @@
+"""The analytic ISP and its inverse (Brooks et al. 2019, "Unprocessing images for learned raw denoising").
+
+Forward: mosaic -> demosaic -> WB -> camera->sRGB matrix -> clip -> sRGB curve (what LibRaw does with
+``no_auto_bright`` and an sRGB gamma). Reverse: exactly the inverse steps, then mosaic.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from rawedge.isp import ops
+from rawedge.types import CameraProfile
+
+
+def unprocess(srgb: np.ndarray, profile: CameraProfile, wb_gains: np.ndarray, cfa: str | None = None) -> np.ndarray:
+    """HxWx3 sRGB in [0, 1] -> HxW normalised mosaic in [0, 1] (the analytic reverse ISP)."""
+    linear = ops.srgb_to_linear(srgb)
+    rgb_to_cam = np.linalg.inv(profile.cam2rgb())  # host-side inverse
+    cam_balanced = ops.apply_ccm(linear, rgb_to_cam)
+    cam = cam_balanced / ops.libraw_gains(wb_gains).astype(np.float32).reshape(1, 1, 3)
+    return np.clip(ops.mosaic(cam, cfa or profile.cfa), 0.0, 1.0).astype(np.float32)
+
+
+def unprocess_rgb(srgb: np.ndarray, profile: CameraProfile, wb_gains: np.ndarray) -> np.ndarray:
+    """Like :func:`unprocess` but before mosaicking: HxWx3 camera RGB."""
+    linear = ops.srgb_to_linear(srgb)
+    cam = ops.apply_ccm(linear, np.linalg.inv(profile.cam2rgb()))
+    return np.clip(cam / ops.libraw_gains(wb_gains).astype(np.float32).reshape(1, 1, 3), 0.0, 1.0)
+
+
+def process(mosaic_img: np.ndarray, cfa: str, wb_gains: np.ndarray, cam2rgb: np.ndarray,
+            demosaic: str = "bilinear") -> np.ndarray:
+    """HxW normalised mosaic -> HxWx3 sRGB in [0, 1] (the analytic forward ISP)."""
+    if demosaic == "malvar":
+        rgb = ops.demosaic_malvar(mosaic_img, cfa)
+    else:
+        rgb = ops.demosaic_bilinear(mosaic_img, cfa)
+    rgb = np.clip(ops.apply_wb(rgb, ops.libraw_gains(wb_gains)), 0.0, 1.0)
+    return ops.linear_to_srgb(ops.apply_ccm(rgb, cam2rgb))

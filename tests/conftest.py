@@ -1,0 +1,36 @@
+"""Shared fixtures: the real RAW files of ../shared/data (CC0) and small synthetic inputs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RAWEDGE_SHARED", ROOT.parent / "shared"))
+RAW_DIR = SHARED / "data" / "raw"
+KODAK_DIR = SHARED / "data" / "photos" / "kodak"
+RAW_FILES = sorted(p for p in RAW_DIR.glob("*") if p.suffix.upper() in (".CRW", ".KDC")) if RAW_DIR.is_dir() else []
+SAMPLE_JPEG = ROOT / "samples" / "boxes_s40.jpg"
+
+needs_shared = pytest.mark.skipif(not RAW_FILES, reason=f"shared RAW files not found in {RAW_DIR}")
+
+
+@pytest.fixture(scope="session")
+def canon_raw() -> Path:
+    if not RAW_FILES:
+        pytest.skip(f"shared RAW files not found in {RAW_DIR}")
+    return RAW_DIR / "Canon_PowerShot_S40_CRW_0117.CRW"
+
+
+@pytest.fixture(scope="session")
+def kodak_raw() -> Path:
+    if not RAW_FILES:
+        pytest.skip(f"shared RAW files not found in {RAW_DIR}")
+    return RAW_DIR / "Kodak_DC120_DC120IMG_P003912.KDC"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
