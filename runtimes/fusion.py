@@ -1,0 +1,54 @@
+"""Overexposure mask and fusion (numpy): computed once on the full image, feathered, then
+``M * U_oe + (1 - M) * U_noe``. The PyTorch models call the torch twin in rawedge.models.oefusion,
+tested against this one, so training and deployment fuse the same way."""
+from __future__ import annotations
+
+import numpy as np
+
+from rawedge.isp.ops import luma
+
+DEFAULT_THRESHOLD = 0.978
+
+
+def overexposure_mask(srgb: np.ndarray, threshold: float = DEFAULT_THRESHOLD, mode: str = "luma") -> np.ndarray:
+    """HxWx3 sRGB in [0,1] -> HxW float32 {0,1}: luma >= threshold (or max(R,G,B) with mode='max')."""
+    if mode == "luma":
+        v = luma(srgb)
+    elif mode == "max":
+        v = srgb.max(axis=-1)
+    else:
+        raise ValueError(f"unknown mask mode {mode!r} (luma or max)")
+    return (v >= threshold).astype(np.float32)
+
+
+def box_blur(x: np.ndarray, radius: int) -> np.ndarray:
+    """Separable box blur with edge replication (cumulative sums: O(1) per pixel for any radius)."""
+    if radius <= 0:
+        return x.astype(np.float32)
+    out = x.astype(np.float64)
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius + 1, radius)
+        p = np.pad(out, pad, mode="edge")
+        c = np.cumsum(p, axis=axis)
+        n = out.shape[axis]
+        hi = np.take(c, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis=axis)
+        lo = np.take(c, np.arange(0, n), axis=axis)
+        out = (hi - lo) / (2 * radius + 1)
+    return out.astype(np.float32)
+
+
+def feather(mask: np.ndarray, radius: int = 4) -> np.ndarray:
+    """Soft mask: two box-blur passes (close to a Gaussian) so the fusion seam is invisible."""
+    return np.clip(box_blur(box_blur(mask, radius), radius), 0.0, 1.0)
+
+
+def fuse(raw_oe: np.ndarray, raw_noe: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """M * U_oe + (1 - M) * U_noe; mask broadcasts over leading channel axes."""
+    return (mask * raw_oe + (1.0 - mask) * raw_noe).astype(np.float32)
+
+
+def packed_mask(mask: np.ndarray) -> np.ndarray:
+    """HxW mask (H, W even) -> (H/2)x(W/2), averaging each 2x2 block (matches the packed RAW grid)."""
+    h, w = mask.shape
+    return mask.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).astype(np.float32)
