@@ -16,6 +16,15 @@ COMMAND_MODULES = [
     "rawedge.commands.core:render",
     "rawedge.commands.core:unprocess",
     "rawedge.commands.core:profile",
+    "rawedge.export.cli:export",
+    "rawedge.commands.train:data",
+    "rawedge.commands.train:train",
+    "rawedge.commands.train:evaluate",
+    "rawedge.commands.train:finetune",
+    "rawedge.commands.prior:prior",
+    "rawedge.commands.infer:infer",
+    "rawedge.commands.infer:bench",
+    "rawedge.calibration.cli:calibrate",
 ]
 
 

@@ -52,3 +52,20 @@ def packed_mask(mask: np.ndarray) -> np.ndarray:
     """HxW mask (H, W even) -> (H/2)x(W/2), averaging each 2x2 block (matches the packed RAW grid)."""
     h, w = mask.shape
     return mask.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).astype(np.float32)
+
+
+def packed_mask_by_strips(read_rows, height: int, width: int, threshold: float = DEFAULT_THRESHOLD,
+                          mode: str = "luma", radius: int = 4, strip: int = 512) -> np.ndarray:
+    """``packed_mask(feather(overexposure_mask(image), radius))`` of a height x width image (both even)
+    whose rows come from ``read_rows(r0, r1) -> (r1-r0)xWx3`` float in [0,1], computed strip by strip
+    with a halo of 2*radius rows (the reach of the two blur passes): the same mask, without ever
+    holding the whole image in float."""
+    out = np.empty((height // 2, width // 2), dtype=np.float32)
+    halo = 2 * max(int(radius), 0)
+    strip = max(2, strip - strip % 2)
+    for r0 in range(0, height, strip):
+        r1 = min(height, r0 + strip)
+        lo, hi = max(0, r0 - halo), min(height, r1 + halo)
+        soft = feather(overexposure_mask(read_rows(lo, hi), threshold, mode), radius)
+        out[r0 // 2:r1 // 2] = packed_mask(soft[r0 - lo:r1 - lo])
+    return out

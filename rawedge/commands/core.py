@@ -66,7 +66,7 @@ def info(file):
     if not path.is_file():
         raise RawedgeError(path, "no such file")
     suffix = path.suffix.lower()
-    if suffix == ".onnx" or suffix == ".xml" or suffix == ".engine":
+    if suffix in (".onnx", ".ort", ".xml", ".engine"):
         from rawedge.commands.model_info import describe_model
 
         lines = describe_model(path)

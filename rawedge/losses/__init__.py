@@ -11,7 +11,8 @@ import importlib
 from rawedge.errors import RawedgeError
 
 _LOSSES: dict[str, type] = {}
-LOSS_MODULES = ["rawedge.losses.raw", "rawedge.losses.edit_aware", "rawedge.losses.soft"]
+LOSS_MODULES = ["rawedge.losses.raw", "rawedge.losses.edit_aware", "rawedge.losses.soft",
+               "rawedge.losses.region"]
 
 
 def register_loss(name: str):

@@ -1,0 +1,80 @@
+"""What every backend quantizer offers the calibration pipeline: prepare once (statistics), list the
+layers that can be kept in higher precision, build an INT8 artefact with some of them kept, open it
+through the backend's rawedge runner, and write the final artefact with its metadata."""
+from __future__ import annotations
+
+import abc
+import contextlib
+import io
+import os
+import shutil
+from pathlib import Path
+
+from rawedge.io.atomic import atomic_output
+from rawedge.model_meta import ModelMeta
+from rawedge.runtimes.base import Runner
+
+from .dataset import CalibrationSet
+
+METHODS = ("minmax", "entropy", "percentile")
+
+
+class Quantizer(abc.ABC):
+    """``model_path``: the FP32 ONNX; ``method``: minmax, entropy or percentile; ``workdir``: a
+    private scratch directory for intermediate files."""
+
+    runtime = "base"
+    backend_name = "base"
+
+    def __init__(self, model_path: str | os.PathLike, method: str, workdir: str | os.PathLike,
+                 threads: int | None = None):
+        self.model_path = Path(model_path)
+        self.method = method
+        self.workdir = Path(workdir)
+        self.threads = threads
+        self.facts: dict = {}  # scheme, ISA, tool versions: recorded in the report and the metadata
+
+    def check_available(self) -> None:
+        """Import the backend (BackendMissing naming the extra when it is not installed)."""
+
+    @abc.abstractmethod
+    def prepare(self, calib: CalibrationSet, log=None) -> None:
+        """Collect what every later ``quantize`` call reuses (pre-processed model, statistics)."""
+
+    @abc.abstractmethod
+    def layers(self) -> list[str]:
+        """The Conv/ConvTranspose/MatMul/Gemm layers (backend names) that may be kept in higher precision."""
+
+    @abc.abstractmethod
+    def quantize(self, output: Path, keep: list[str] = (), first: bool = False) -> Path:
+        """Build an INT8 artefact at ``output`` (a file in the workdir) with ``keep`` left unquantized.
+        ``first``: the first attempt (a backend may run its own accuracy control there)."""
+
+    @abc.abstractmethod
+    def open_runner(self, artefact: Path, **opts) -> Runner:
+        """An unactivated rawedge runner for the staged artefact."""
+
+    def fp32_runner(self, **opts) -> Runner:
+        """The same backend at FP32 (the speed-up baseline)."""
+        from rawedge.runtimes import open_runner
+
+        return open_runner(self.model_path, runtime=self.runtime, precision="fp32", threads=self.threads, **opts)
+
+    def kept_by_backend(self, artefact: Path) -> list[str]:
+        """Layers the backend itself left unquantized in ``artefact`` (beyond those asked for)."""
+        return []
+
+    @abc.abstractmethod
+    def write(self, artefact: Path, target: Path, meta: ModelMeta) -> list[Path]:
+        """Write the final artefact at ``target`` carrying ``meta`` (atomically); the files written."""
+
+
+def quiet():
+    """Silence the print()s of quantization libraries (their progress goes to our log instead)."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def copy_atomic(source: Path, target: Path) -> Path:
+    with atomic_output(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return target

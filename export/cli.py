@@ -1,0 +1,33 @@
+"""``rawedge export``: checkpoint -> ONNX (torch is imported only when the command runs)."""
+from __future__ import annotations
+
+import click
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="ONNX file to write (default: CHECKPOINT.onnx; .tileN/.fp16 added for those variants).")
+@click.option("--opset", default=17, show_default=True, type=click.IntRange(13, 23), help="ONNX opset.")
+@click.option("--fp16", is_flag=True, help="Half-precision weights and activations (float32 inputs/outputs).")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Compare ONNX Runtime (and OpenVINO, if installed) with PyTorch on a real photo.")
+@click.option("--static-tile", type=click.IntRange(2, None), help="Fixed-shape model for one NxN tile, batch 1.")
+@click.option("--ort-format", is_flag=True, help="Also write the .ort file for ONNX Runtime's minimal builds.")
+@click.option("--photo", type=click.Path(dir_okay=False), help="Photo for the check (default: samples/boxes_s40.jpg).")
+@click.option("--exporter", type=click.Choice(["legacy", "dynamo"]), default="legacy", show_default=True,
+              help="PyTorch exporter (dynamo needs onnxscript and --opset 18 or newer).")
+def export(checkpoint, output, opset, fp16, check, static_tile, ort_format, photo, exporter):
+    """Export a trained checkpoint to one self-describing ONNX file.
+
+    The file has the six contract inputs (srgb, thumb, exif, wb, cam2rgb, rgb2cam) with dynamic batch,
+    height and width, the model's outputs (raw first), and its metadata: config, align, recommended tile
+    and overlap, camera profiles, EXIF facts, weights sha256 and the PyTorch-vs-ONNX error measured here.
+
+    \b
+    Example:  rawedge export runs/unet/model.pt -o unet.onnx --ort-format
+    """
+    from rawedge.export import export_checkpoint
+
+    export_checkpoint(checkpoint, output, opset=opset, fp16=fp16, check=check, static_tile=static_tile,
+                      ort_format=ort_format, photo=photo, exporter=exporter, log=click.echo)

@@ -1,0 +1,221 @@
+"""PyTorch-vs-exported-model check on a real photo, the way the runtimes will feed the model.
+
+Feeds follow the runtime exactly: the photo's camera profile (``resolve_profile`` on its EXIF), the
+profile's typical white balance, ``canonical_inputs`` (host-inverted ``rgb2cam``), EXIF from the photo,
+the thumbnail of the whole photo (``make_thumb``), and tiles cut in RGGB phase. A dynamic model is run at
+several sizes and batch sizes (tracing would bake a size into the graph; this catches it); a static-tile
+model at two tile positions.
+
+Tolerances, on RAW normalised to [0, 1]:
+  * FP32: max abs error <= 1e-4 (measured: ~1e-7, float rounding only).
+  * FP16 (weights and activations in half precision, inputs/outputs float32): PSNR >= 60 dB against
+    PyTorch FP32. Half precision has an 11-bit mantissa, i.e. a relative step of 2^-11 = 4.9e-4; errors
+    of that order on values up to 1 give ~70 dB; measured on every registry model (default configs,
+    ONNX Runtime and OpenVINO): 69-80 dB, ParamISP lowest (its EXIF/histogram branch).
+    60 dB (RMS error 1e-3, a tenth of a 10-bit RAW code) stays far above what the models themselves
+    achieve against real RAW (35-50 dB in the papers), so FP16 does not change their quality.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rawedge.contract import INPUT_NAMES, OUTPUT_RAW, canonical_inputs, make_thumb
+from rawedge.errors import RawedgeError
+
+FP32_MAX_ABS = 1e-4
+FP16_MIN_PSNR_DB = 60.0
+SAMPLE_PHOTO = Path(__file__).resolve().parents[1] / "samples" / "boxes_s40.jpg"
+# (label, batch, height, width) of the dynamic-model cases; sizes are rounded up to the model's align.
+DYNAMIC_CASES = (("crop", 1, 256, 384), ("tile", 1, 128, 128), ("batch", 2, 96, 160))
+
+
+@dataclass
+class CheckPhoto:
+    srgb: np.ndarray  # HxWx3 float32 [0, 1]
+    exif_vector: np.ndarray  # float32[4]
+    cfa_origin: tuple[int, int]  # (dy, dx) of a red site: tiles start there, in RGGB phase
+    canonical: dict  # wb, cam2rgb, rgb2cam (batch of 1)
+    thumb: np.ndarray  # 3x256x256
+    name: str
+    profile: str
+
+
+def synthetic_photo(height: int = 600, width: int = 800) -> np.ndarray:
+    """A deterministic test card for installs without the sample photo: gradients, colour patches,
+    highlights and fine texture, so every part of a model is exercised."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    rgb = np.stack([xx / width, yy / height, 0.5 + 0.5 * np.sin(xx / 23.0) * np.cos(yy / 17.0)], axis=-1)
+    rgb[height // 3: height // 2, width // 4: width // 2] = (0.9, 0.2, 0.1)
+    rgb[height // 2: 2 * height // 3, width // 2: 3 * width // 4] = 1.0
+    rgb += np.random.default_rng(0).normal(0, 0.02, rgb.shape).astype(np.float32)
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+
+
+def load_check_photo(photo: str | Path | None = None, log=None) -> CheckPhoto:
+    from rawedge.io.photo import read_photo
+    from rawedge.isp.ops import cfa_offsets
+    from rawedge.profiles import resolve_profile
+    from rawedge.types import Exif
+
+    if photo is None and SAMPLE_PHOTO.is_file():
+        photo = SAMPLE_PHOTO
+    if photo is None:
+        if log:
+            log(f"check photo {SAMPLE_PHOTO.name} not installed: using a synthetic test card (--photo to choose)")
+        srgb, exif, name = synthetic_photo(), Exif(), "synthetic test card"
+    else:
+        p = read_photo(photo)
+        srgb, exif, name = p.to_float(), p.exif, Path(photo).name
+    profile, gains, _how = resolve_profile(exif)
+    gains = profile.typical_wb_gains() if gains is None else gains
+    return CheckPhoto(srgb=srgb, exif_vector=exif.to_vector(), cfa_origin=cfa_offsets(profile.cfa)["R"],
+                      canonical=canonical_inputs(profile.cam2rgb(), gains), thumb=make_thumb(srgb),
+                      name=name, profile=profile.name)
+
+
+def _round_up(v: int, align: int) -> int:
+    return -(-v // align) * align
+
+
+def _crop(photo: CheckPhoto, top: int, left: int, h: int, w: int) -> np.ndarray:
+    """3xHxW crop starting at an RGGB-phase position; the photo is mirrored where it is too small."""
+    dy, dx = photo.cfa_origin
+    img = photo.srgb
+    need_h, need_w = dy + top + h, dx + left + w
+    if need_h > img.shape[0] or need_w > img.shape[1]:
+        img = np.pad(img, ((0, max(0, need_h - img.shape[0])), (0, max(0, need_w - img.shape[1])), (0, 0)),
+                     mode="symmetric")
+    tile = img[dy + top: dy + top + h, dx + left: dx + left + w]
+    return np.ascontiguousarray(tile.transpose(2, 0, 1), dtype=np.float32)
+
+
+def _feed(photo: CheckPhoto, tiles: list[np.ndarray]) -> dict[str, np.ndarray]:
+    n = len(tiles)
+    feed = {"srgb": np.stack(tiles), "thumb": np.repeat(photo.thumb[None], n, axis=0),
+            "exif": np.repeat(photo.exif_vector[None], n, axis=0)}
+    for key, value in photo.canonical.items():
+        feed[key] = np.repeat(value, n, axis=0)
+    return {k: np.ascontiguousarray(feed[k], dtype=np.float32) for k in INPUT_NAMES}
+
+
+def cases(photo: CheckPhoto, align: int, static_tile: int | None = None) -> list[tuple[str, dict]]:
+    """(label, feed) pairs: several sizes and batches for a dynamic model, two positions for a static one."""
+    h_img, w_img = photo.srgb.shape[:2]
+
+    def centre(h, w):  # an even offset near the middle, so the tile sees real content
+        return max(0, (h_img - h) // 4 * 2), max(0, (w_img - w) // 4 * 2)
+
+    out = []
+    if static_tile is not None:
+        t = static_tile
+        for label, (top, left) in (("tile@centre", centre(t, t)), ("tile@origin", (0, 0))):
+            out.append((f"{label} 1x{t}x{t}", _feed(photo, [_crop(photo, top, left, t, t)])))
+        return out
+    for label, n, h, w in DYNAMIC_CASES:
+        h, w = _round_up(h, align), _round_up(w, align)
+        top, left = centre(h, w)
+        tiles = [_crop(photo, top, left, h, w), _crop(photo, 0, 0, h, w)][:n]
+        out.append((f"{label} {n}x{h}x{w}", _feed(photo, tiles)))
+    return out
+
+
+def torch_outputs(model, feed: dict) -> dict[str, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        out = model(*(torch.from_numpy(feed[k]) for k in INPUT_NAMES))
+    return {k: out[k].detach().cpu().numpy().astype(np.float32) for k in model.output_names}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float | None:
+    """PSNR in dB on [0, 1] data; None when the two are identical (infinite)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return None if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
+def reference(model, check_cases) -> list[dict[str, np.ndarray]]:
+    """PyTorch outputs of every case (computed once, compared with each backend)."""
+    return [torch_outputs(model, feed) for _label, feed in check_cases]
+
+
+def compare(run, check_cases, expected_list, backend: str, precision: str) -> dict:
+    """Run every case through ``run(feed) -> {name: array}`` and compare with the PyTorch outputs."""
+    results = []
+    for (label, feed), expected in zip(check_cases, expected_list):
+        got = run(feed)
+        per_output = {}
+        for name, ref in expected.items():
+            if name not in got or got[name].shape != ref.shape:
+                raise RawedgeError(None, f"{backend}: output {name!r} has shape "
+                                         f"{None if name not in got else list(got[name].shape)}, PyTorch gives {list(ref.shape)}")
+            per_output[name] = float(np.max(np.abs(got[name].astype(np.float64) - ref)))
+        results.append({"case": label, "shape": list(feed["srgb"].shape), "max_abs": max(per_output.values()),
+                        "psnr_db": psnr(got[OUTPUT_RAW], expected[OUTPUT_RAW]), "outputs": per_output})
+    psnrs = [r["psnr_db"] for r in results]
+    finite = [p for p in psnrs if p is not None]
+    return {"backend": backend, "precision": precision, "cases": results,
+            "max_abs": max(r["max_abs"] for r in results),
+            "min_psnr_db": min(finite) if finite else None,
+            "tolerance": ({"max_abs": FP32_MAX_ABS} if precision == "fp32" else {"min_psnr_db": FP16_MIN_PSNR_DB})}
+
+
+def passes(result: dict) -> bool:
+    tol = result["tolerance"]
+    if "max_abs" in tol:
+        return result["max_abs"] <= tol["max_abs"]
+    return result["min_psnr_db"] is None or result["min_psnr_db"] >= tol["min_psnr_db"]
+
+
+def require(result: dict, source) -> None:
+    """RawedgeError naming the worst case when a check is outside its tolerance."""
+    if passes(result):
+        return
+    tol = result["tolerance"]
+    if "max_abs" in tol:
+        worst = max(result["cases"], key=lambda r: r["max_abs"])
+        raise RawedgeError(source, f"{result['backend']} differs from PyTorch by {worst['max_abs']:.3g} "
+                                   f"(case {worst['case']}; tolerance {tol['max_abs']:g})")
+    worst = min(result["cases"], key=lambda r: r["psnr_db"] if r["psnr_db"] is not None else math.inf)
+    raise RawedgeError(source, f"{result['backend']} {result['precision']} reaches only {worst['psnr_db']:.1f} dB "
+                               f"against PyTorch (case {worst['case']}; floor {tol['min_psnr_db']:g} dB)")
+
+
+def format_result(result: dict) -> list[str]:
+    """One line per case, as printed by ``rawedge export``."""
+    lines = []
+    for r in result["cases"]:
+        p = "exact" if r["psnr_db"] is None else f"{r['psnr_db']:.1f} dB"
+        lines.append(f"  {result['backend']:<22} {result['precision']}  {r['case']:<20} max abs {r['max_abs']:.2e}  "
+                     f"PSNR {p}")
+    return lines
+
+
+def ort_runner(session):
+    names = [o.name for o in session.get_outputs()]
+
+    def run(feed):
+        return dict(zip(names, session.run(names, feed)))
+
+    return run
+
+
+def openvino_runner(path, output_names):
+    """OpenVINO CPU, forced to FP32 inference (the CPU plugin may otherwise pick bf16 on new CPUs).
+    OpenVINO merges tensor names (an output may also carry its producer's name), so outputs are
+    matched by the names the ONNX graph gives them."""
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    names = [next((n for n in output_names if n in port.get_names()), port.get_any_name())
+             for port in compiled.outputs]
+
+    def run(feed):
+        res = compiled(feed)
+        return {name: np.asarray(res[out]) for name, out in zip(names, compiled.outputs)}
+
+    return run

@@ -1,0 +1,195 @@
+"""`rawedge bench`: the same model and photo through PyTorch eager and every runtime and precision
+available, each in its own subprocess (so peak RSS is that backend's alone and a crash or a missing
+backend costs one row, not the run). Reports ms per megapixel, MP/s, peak RSS and the output's PSNR
+against PyTorch FP32 (ONNX Runtime FP32 when there is no checkpoint)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rawedge.errors import RawedgeError
+
+BACKENDS = ("torch", "ort", "openvino", "trt")
+SKIPPED_EXIT = 3  # a worker's "this combination is not available here"
+
+
+def parse_size(text: str) -> int:
+    """'12mp', '0.3MP', '4000x3000' -> number of pixels."""
+    t = str(text).strip().lower()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*mp", t)
+    if m:
+        return round(float(m.group(1)) * 1e6)
+    m = re.fullmatch(r"(\d+)\s*x\s*(\d+)", t)
+    if m:
+        return int(m.group(1)) * int(m.group(2))
+    raise RawedgeError(None, f"bad size {text!r} (use e.g. 12mp, 0.5mp or 4000x3000)")
+
+
+def bench_image(srgb: np.ndarray, pixels: int) -> np.ndarray:
+    """The photo mirror-tiled (no resampling, so texture stays natural) to about ``pixels`` pixels at
+    its aspect ratio."""
+    from rawedge.runtimes.tiling import reflect_index
+
+    h, w = srgb.shape[:2]
+    scale = math.sqrt(pixels / (h * w))
+    th, tw = max(2, round(h * scale)), max(2, round(w * scale))
+    rows = reflect_index(np.arange(th), h) if th <= h else _mirror_tile(th, h)
+    cols = reflect_index(np.arange(tw), w) if tw <= w else _mirror_tile(tw, w)
+    return np.ascontiguousarray(srgb[rows[:, None], cols[None, :]])
+
+
+def _mirror_tile(n: int, size: int) -> np.ndarray:
+    """0..size-1, size-1..0, 0.. (edge pixels repeated at each fold: a seamless mirror tiling)."""
+    i = np.arange(n) % (2 * size)
+    return np.where(i < size, i, 2 * size - 1 - i)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, rows: int = 1024) -> float:
+    """PSNR of two [0,1] images, in row chunks (they may be memory-mapped 48 MP arrays)."""
+    se, n = 0.0, 0
+    for r in range(0, a.shape[0], rows):
+        d = np.asarray(a[r:r + rows], np.float64) - np.asarray(b[r:r + rows], np.float64)
+        se += float(np.sum(d * d))
+        n += d.size
+    mse = se / max(n, 1)
+    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+# --- the worker (one backend, one precision, in a subprocess) -----------------------------------------------
+def _peak_rss_mb() -> float:
+    import resource
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
+
+
+def _open(case: dict):
+    from rawedge.runtimes import Reconstructor
+
+    opts = {"tile": case.get("tile"), "overlap": case.get("overlap"), "batch": case.get("batch", 4)}
+    if case["backend"] == "torch":
+        from rawedge.torch_runner import TorchRunner
+
+        runner = TorchRunner(case["checkpoint"], meta_from=case["model"], fp16=case["precision"] == "fp16",
+                             threads=case.get("threads"))
+        return Reconstructor(runner, **opts)
+    return Reconstructor.open(case["model"], runtime=case["backend"], precision=case["precision"],
+                              threads=case.get("threads"), **opts)
+
+
+def run_case(case: dict) -> dict:
+    """Time one backend/precision on the image in ``case['image']`` (.npy) and save its output."""
+    from rawedge.types import Exif
+
+    image = np.load(case["image"])
+    exif = Exif.from_dict(case.get("exif"))
+    start = time.perf_counter()
+    rec = _open(case)
+    load_s = time.perf_counter() - start
+    with rec:
+        rec(image[: 2 * rec.align * 8, : 2 * rec.align * 8], exif=exif)  # warm-up on a small crop
+        times = []
+        for _ in range(int(case.get("repeat", 1))):
+            start = time.perf_counter()
+            raw = rec(image, exif=exif)
+            times.append(time.perf_counter() - start)
+    peak_rss_mb = _peak_rss_mb()  # before the comparison copy below
+    np.save(case["output"], raw.normalized())
+    best = min(times)
+    mp = image.shape[0] * image.shape[1] / 1e6
+    return {"status": "ok", "seconds": best, "ms_per_mp": 1000.0 * best / mp, "mp_per_s": mp / best,
+            "times_s": times, "load_s": load_s, "peak_rss_mb": peak_rss_mb, "tile": rec.tile, "overlap": rec.overlap}
+
+
+def _worker_main(case_path: str, result_path: str) -> int:
+    from rawedge.runtimes.base import Unavailable
+
+    case = json.loads(Path(case_path).read_text())
+    try:
+        result, code = run_case(case), 0
+    except Unavailable as exc:
+        result, code = {"status": "skipped", "reason": exc.problem}, SKIPPED_EXIT
+    except RawedgeError as exc:
+        result, code = {"status": "failed", "reason": str(exc)}, 1
+    except Exception as exc:  # noqa: BLE001 - one failed backend is one row of the report
+        result, code = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}, 1
+    Path(result_path).write_text(json.dumps(result))
+    return code
+
+
+# --- the driver ---------------------------------------------------------------------------------------------
+def run_bench(model: str | os.PathLike, srgb: np.ndarray, exif, pixels: int, backends=BACKENDS,
+              precisions=("fp32", "fp16", "int8"), checkpoint: str | os.PathLike | None = None,
+              tile: int | None = None, overlap: int | None = None, batch: int = 4, threads: int | None = None,
+              repeat: int = 1, timeout_s: float = 3600.0, on_result=None) -> dict:
+    """Run every backend x precision in a subprocess; returns the JSON-able report."""
+    image = bench_image(srgb, pixels)
+    h, w = image.shape[:2]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rawedge-bench-") as tmp:
+        image_path = Path(tmp, "image.npy")
+        np.save(image_path, image)
+        del image
+        base = {"model": os.fspath(model), "checkpoint": os.fspath(checkpoint) if checkpoint else None,
+                "image": os.fspath(image_path), "exif": exif.to_dict() if exif else None, "tile": tile,
+                "overlap": overlap, "batch": batch, "threads": threads, "repeat": repeat}
+        outputs = {}
+        for backend in backends:
+            for precision in precisions:
+                row = {"backend": backend, "precision": precision}
+                if backend == "torch" and not checkpoint:
+                    row.update(status="skipped", reason="no checkpoint (--checkpoint, or MODEL.pt next to the model)")
+                elif backend == "torch" and precision == "int8":
+                    row.update(status="skipped", reason="PyTorch eager runs fp32 (fp16 on CUDA); INT8 is a runtime artefact")
+                else:
+                    out_path = Path(tmp, f"{backend}-{precision}.npy")
+                    row.update(_spawn({**base, "backend": backend, "precision": precision, "output": os.fspath(out_path)},
+                                      tmp, timeout_s))
+                    if row["status"] == "ok":
+                        outputs[(backend, precision)] = out_path
+                rows.append(row)
+                if on_result:
+                    on_result(row)
+        reference = next((k for k in (("torch", "fp32"), ("ort", "fp32")) if k in outputs), None)
+        if reference:
+            ref = np.load(outputs[reference], mmap_mode="r")
+            for row in rows:
+                key = (row["backend"], row["precision"])
+                if key in outputs:
+                    value = psnr(np.load(outputs[key], mmap_mode="r"), ref)
+                    row["psnr_db"] = value if math.isfinite(value) else None  # None: identical (strict JSON)
+                    row["identical"] = not math.isfinite(value)
+            del ref
+    return {"model": os.fspath(model), "checkpoint": os.fspath(checkpoint) if checkpoint else None,
+            "width": w, "height": h, "megapixels": w * h / 1e6, "tile": tile, "overlap": overlap, "batch": batch,
+            "threads": threads, "repeat": repeat,
+            "reference": f"{reference[0]} {reference[1]}" if reference else None, "cpu_count": os.cpu_count(),
+            "results": rows}
+
+
+def _spawn(case: dict, tmp: str, timeout_s: float) -> dict:
+    name = f"{case['backend']}-{case['precision']}"
+    case_path, result_path = Path(tmp, f"{name}.case.json"), Path(tmp, f"{name}.result.json")
+    case_path.write_text(json.dumps(case))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "rawedge.bench", os.fspath(case_path), os.fspath(result_path)],
+                              check=False, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "reason": f"timed out after {timeout_s:.0f} s"}
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"]
+    return {"status": "failed", "reason": f"worker exited with {proc.returncode}: {tail[0]}"}
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1], sys.argv[2]))

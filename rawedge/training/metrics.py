@@ -1,0 +1,58 @@
+"""Image metrics (numpy), one definition for validation, ``rawedge eval`` and fine-tuning reports.
+
+RAW: packed RGGB [4, H/2, W/2] normalised to [0, 1] by the black and white levels. PSNR = 10 log10(1 / MSE)
+over all four channels of an image; SSIM = mean over the four channels of scikit-image's Gaussian-weighted
+SSIM (sigma 1.5, population covariance, data range 1), the AIM 2022 reverse-ISP convention.
+sRGB: HxWx3 in [0, 1]; PSNR over all channels, SSIM over channels (same settings), and CIE ΔE2000 through
+colour-science (sRGB -> XYZ -> Lab under D65), averaged over pixels.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DELTA_E_MAX_PIXELS = 250_000  # ΔE2000 is computed on a regular sub-grid of at most this many pixels
+_SSIM = {"data_range": 1.0, "gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
+
+
+def psnr(pred: np.ndarray, target: np.ndarray) -> float:
+    mse = float(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2))
+    return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
+
+
+def raw_ssim(pred: np.ndarray, target: np.ndarray) -> float:
+    """Mean over the 4 packed channels; ``pred`` and ``target`` are [4, h, w]."""
+    from skimage.metrics import structural_similarity
+
+    return float(np.mean([structural_similarity(p.astype(np.float64), t.astype(np.float64), **_SSIM)
+                          for p, t in zip(pred, target)]))
+
+
+def srgb_ssim(pred: np.ndarray, target: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(pred.astype(np.float64), target.astype(np.float64), channel_axis=2, **_SSIM))
+
+
+def delta_e2000(pred: np.ndarray, target: np.ndarray, max_pixels: int = DELTA_E_MAX_PIXELS) -> tuple[float, int]:
+    """(mean CIE ΔE2000, sub-grid stride used) of two HxWx3 sRGB images in [0, 1]."""
+    import colour
+
+    h, w = pred.shape[:2]
+    stride = max(1, math.ceil(math.sqrt(h * w / max_pixels)))
+    p = np.clip(pred[::stride, ::stride], 0.0, 1.0).astype(np.float64)
+    t = np.clip(target[::stride, ::stride], 0.0, 1.0).astype(np.float64)
+    lab_p = colour.XYZ_to_Lab(colour.sRGB_to_XYZ(p))
+    lab_t = colour.XYZ_to_Lab(colour.sRGB_to_XYZ(t))
+    return float(np.mean(colour.delta_E(lab_p, lab_t, method="CIE 2000"))), stride
+
+
+def raw_metrics(pred: np.ndarray, target: np.ndarray) -> dict:
+    return {"psnr": psnr(pred, target), "ssim": raw_ssim(pred, target)}
+
+
+def srgb_metrics(pred: np.ndarray, target: np.ndarray) -> dict:
+    de, stride = delta_e2000(pred, target)
+    return {"psnr": psnr(pred, target), "ssim": srgb_ssim(pred, target), "delta_e2000": de,
+            "delta_e_stride": stride}

@@ -1,0 +1,93 @@
+"""``open_runner``: one entry point for every backend and precision, and the naming convention that
+finds the INT8 artefacts `rawedge calibrate` writes next to a model:
+
+    <stem>.<runtime>.int8.<ext>     model.onnx -> model.ort.int8.onnx       (ONNX Runtime, QDQ ONNX)
+                                                  model.openvino.int8.xml   (OpenVINO IR, + .bin)
+                                                  model.trt.int8.onnx       (TensorRT, Q/DQ ONNX)
+                                                  model.trt.int8.cache      (TensorRT calibration cache)
+
+FP16: ONNX Runtime uses ``model.fp16.onnx`` (from `rawedge export --fp16`) when it exists, else its
+TensorRT execution provider's FP16 mode; OpenVINO and TensorRT convert the FP32 model themselves.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rawedge.errors import RawedgeError
+
+from .base import Runner, Unavailable
+
+RUNTIMES = ("ort", "openvino", "trt")
+PRECISIONS = ("fp32", "fp16", "int8")
+INT8_EXTENSIONS = {"ort": (".onnx",), "openvino": (".xml",), "trt": (".onnx", ".cache")}
+
+
+def default_precision(runtime: str) -> str:
+    return "fp16" if runtime == "trt" else "fp32"
+
+
+def int8_artefact_path(model_path: str | os.PathLike, runtime: str, ext: str | None = None) -> Path:
+    """Where the INT8 artefact of ``model_path`` for ``runtime`` lives (the calibration stage writes it)."""
+    check_runtime(runtime)
+    model_path = Path(model_path)
+    ext = ext or INT8_EXTENSIONS[runtime][0]
+    return model_path.with_name(f"{model_path.stem}.{runtime}.int8{ext}")
+
+
+def fp16_export_path(model_path: str | os.PathLike) -> Path:
+    """``model.fp16.onnx``: the FP16 file `rawedge export --fp16` writes beside ``model.onnx`` (float32
+    inputs and outputs, half-precision weights and activations); ONNX Runtime's FP16."""
+    model_path = Path(model_path)
+    return model_path.with_name(f"{model_path.stem}.fp16.onnx")
+
+
+def find_int8_artefact(model_path: str | os.PathLike, runtime: str) -> Path:
+    candidates = [int8_artefact_path(model_path, runtime, ext) for ext in INT8_EXTENSIONS[runtime]]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise Unavailable(model_path, f"no INT8 artefact for {runtime} (looked for {', '.join(p.name for p in candidates)}); "
+                                   f"make one with `rawedge calibrate {Path(model_path).name} --runtime {runtime}`")
+
+
+def check_runtime(runtime: str) -> None:
+    if runtime not in RUNTIMES:
+        raise RawedgeError(None, f"unknown runtime {runtime!r} (one of {', '.join(RUNTIMES)})")
+
+
+def open_runner(model_path: str | os.PathLike, runtime: str = "ort", precision: str | None = None,
+                threads: int | None = None, **opts) -> Runner:
+    """A (not yet activated) runner for ``model_path`` on ``runtime`` at ``precision``.
+
+    ``threads``: the backend's intra-op/inference threads. Other ``opts`` go to the runner class:
+    OrtRunner(providers=...), OpenVinoRunner(device=..., cache_dir=...),
+    TensorRtRunner(tile=..., batch=..., cache_dir=...)."""
+    check_runtime(runtime)
+    precision = precision or default_precision(runtime)
+    if precision not in PRECISIONS:
+        raise RawedgeError(None, f"unknown precision {precision!r} (one of {', '.join(PRECISIONS)})")
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise RawedgeError(model_path, "no such model file")
+    if runtime != "openvino" and model_path.suffix.lower() != ".onnx":
+        raise RawedgeError(model_path, f"runtime {runtime} needs an .onnx model")
+    if runtime == "ort":
+        from .ort import OrtRunner
+
+        if precision == "int8":
+            return OrtRunner(find_int8_artefact(model_path, "ort"), intra_op_threads=threads, **opts)
+        if precision == "fp16" and fp16_export_path(model_path).is_file():
+            return OrtRunner(fp16_export_path(model_path), intra_op_threads=threads, **opts)
+        return OrtRunner(model_path, intra_op_threads=threads, fp16=precision == "fp16", **opts)
+    if runtime == "openvino":
+        from .openvino import OpenVinoRunner
+
+        path = model_path
+        if precision == "int8" and ".int8" not in model_path.suffixes:
+            path = find_int8_artefact(model_path, "openvino")
+        return OpenVinoRunner(path, precision=precision, threads=threads, **opts)
+    from .tensorrt import TensorRtRunner
+
+    artefact = find_int8_artefact(model_path, "trt") if precision == "int8" else None
+    return TensorRtRunner(model_path, precision=precision, int8_artefact=artefact, **opts)

@@ -1,0 +1,136 @@
+"""OpenVINO runner: an ONNX file or an OpenVINO IR (.xml, e.g. the INT8 model of `rawedge calibrate`) on
+CPU or GPU, with the compiled model cached on disk so the second start is fast.
+
+Metadata: OpenVINO keeps an ONNX file's ``metadata_props`` in the model's ``rt_info`` under
+``framework/rawedge``, and ``ov.save_model`` carries it into the IR. An IR may also hold it as a
+top-level ``rawedge`` entry (``model.set_rt_info(json, "rawedge")``); both are read."""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from rawedge.errors import RawedgeError
+from rawedge.model_meta import METADATA_KEY, ModelMeta
+
+from .base import Runner, Unavailable, import_backend
+from .metadata import parse_metadata, user_cache_dir
+
+INSTALL = "rawedge[openvino]"
+PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "int8": "f32"}  # int8 IR: quantised ops run INT8 anyway
+RT_INFO_PATHS = ([METADATA_KEY], ["framework", METADATA_KEY])
+
+
+def port_name(port) -> str:
+    """A port's model-level name: a Parameter's own name for inputs (compilation can merge internal
+    tensor names into a port), else the first of its tensor names."""
+    names = port.get_names()
+    node_name = port.get_node().get_friendly_name()
+    return node_name if node_name in names else sorted(names)[0]
+
+
+def rt_info_metadata(model) -> str | None:
+    """The rawedge JSON stored in an ``ov.Model``'s rt_info, or None."""
+    for path in RT_INFO_PATHS:
+        if model.has_rt_info(path):
+            return model.get_rt_info(path).astype(str)
+    return None
+
+
+class OpenVinoRunner(Runner):
+    """``device``: "CPU", "GPU", "AUTO"...; ``precision`` sets INFERENCE_PRECISION_HINT (fp32 is set
+    explicitly: OpenVINO otherwise picks bf16 on CPUs that have it); ``cache_dir``: compiled-model
+    cache (default: the user cache dir; False disables it); ``threads``: INFERENCE_NUM_THREADS.
+
+    Each thread gets its own infer request, so one runner serves several threads at once."""
+
+    backend = "openvino"
+    thread_safe = True
+
+    def __init__(self, model_path, device: str = "CPU", precision: str = "fp32", cache_dir=None,
+                 threads: int | None = None, name: str | None = None):
+        super().__init__(model_path, name)
+        if precision not in PRECISION_HINTS:
+            raise RawedgeError(self.model_path, f"unknown precision {precision!r} (fp32, fp16, int8)")
+        if self.model_path.suffix.lower() == ".xml" and not self.model_path.with_suffix(".bin").is_file():
+            raise RawedgeError(self.model_path, f"OpenVINO IR weights {self.model_path.with_suffix('.bin').name} "
+                                                "are missing next to it")
+        self.device = device
+        self.precision = precision
+        self.cache_dir = cache_dir
+        self.threads = threads
+        self.compiled = None
+        self._local = threading.local()
+        self._core = None
+        self._inputs: dict[str, tuple] = {}
+        self._outputs: list[str] = []
+
+    def _read_model(self):
+        ov = import_backend("openvino", INSTALL, "OpenVINO")
+        if self._core is None:
+            self._core = ov.Core()
+        try:
+            return self._core.read_model(os.fspath(self.model_path))
+        except Exception as exc:
+            raise RawedgeError(self.model_path, f"OpenVINO cannot read the model: {str(exc).splitlines()[0]}") from None
+
+    def _read_metadata(self) -> ModelMeta:
+        return parse_metadata(rt_info_metadata(self._read_model()), self.model_path)
+
+    def _config(self) -> dict:
+        config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision]}
+        if self.threads and self.device.upper().startswith("CPU"):
+            config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        if self.cache_dir is not False:
+            config["CACHE_DIR"] = os.fspath(self.cache_dir or user_cache_dir("openvino"))
+        return config
+
+    def _check_device(self) -> None:
+        devices = self._core.available_devices
+        base = self.device.split(".")[0].upper()
+        if base in ("AUTO", "HETERO", "MULTI"):
+            return
+        if not any(d.split(".")[0].upper() == base for d in devices):
+            raise Unavailable(self.model_path, f"OpenVINO device {self.device} not found (available: {', '.join(devices)})")
+        if self.precision == "fp16":
+            caps = self._core.get_property(self.device, "OPTIMIZATION_CAPABILITIES")
+            if "FP16" not in caps:
+                raise Unavailable(self.model_path, f"OpenVINO device {self.device} has no FP16 inference "
+                                                    f"(capabilities: {', '.join(caps)}); use precision fp32")
+
+    def _activate(self) -> None:
+        model = self._read_model()
+        self._metadata = parse_metadata(rt_info_metadata(model), self.model_path)
+        self._check_device()
+        self._inputs = {port_name(p): tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape())
+                        for p in model.inputs}
+        self._outputs = [port_name(p) for p in model.outputs]
+        try:
+            self.compiled = self._core.compile_model(model, self.device, self._config())
+        except Exception as exc:
+            raise RawedgeError(self.model_path, f"OpenVINO cannot compile the model for {self.device}: "
+                                                f"{str(exc).splitlines()[0]}") from None
+        self._local = threading.local()
+
+    def _request(self):
+        req = getattr(self._local, "request", None)
+        if req is None:
+            req = self._local.request = self.compiled.create_infer_request()
+        return req
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        req = self._request()
+        index = {name: i for i, name in enumerate(self._inputs)}
+        result = req.infer({index[k]: np.ascontiguousarray(v, dtype=np.float32) for k, v in feed.items()})
+        return {name: np.array(result[i], dtype=np.float32) for i, name in enumerate(self._outputs)}
+
+    def _deactivate(self) -> None:
+        self.compiled = None
+        self._local = threading.local()
+
+    def _input_specs(self) -> dict[str, tuple]:
+        return dict(self._inputs)
+
+    def _output_names(self) -> list[str]:
+        return list(self._outputs)

@@ -1,0 +1,173 @@
+"""Evaluation (JSON report and figure, model next to analytic), metrics, tiled inference, fine-tuning."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from rawedge.errors import RawedgeError
+from rawedge.training.metrics import delta_e2000, psnr, raw_ssim, srgb_metrics
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory):
+    from rawedge.data.pairs import make_toy_data
+
+    path = tmp_path_factory.mktemp("toy") / "pairs"
+    make_toy_data(path, count=6, size=(64, 96), seed=1)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny U-Net that is *not* the analytic model (its output is offset), as a checkpoint file."""
+    from rawedge.checkpoint import save_checkpoint
+    from rawedge.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", width=4, depth=1)
+    with torch.no_grad():
+        model.tail.bias.fill_(0.01)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model, recipe={"name": "test"})
+    return path
+
+
+def test_metrics_definitions():
+    rng = np.random.default_rng(0)
+    a = rng.random((4, 16, 16))
+    assert psnr(a, a + 0.1) == pytest.approx(20.0)
+    assert psnr(a, a) == 100.0
+    assert raw_ssim(a, a) == pytest.approx(1.0)
+    assert raw_ssim(a, np.clip(a + rng.normal(0, 0.2, a.shape), 0, 1)) < 0.9
+    img = rng.random((32, 32, 3))
+    assert delta_e2000(img, img)[0] == pytest.approx(0.0, abs=1e-9)
+    shifted = np.clip(img + [0.1, 0.0, 0.0], 0, 1)
+    m = srgb_metrics(shifted, img)
+    assert m["delta_e2000"] > 1.0 and m["psnr"] < 30 and m["delta_e_stride"] == 1
+    assert delta_e2000(rng.random((1200, 1000, 3)), rng.random((1200, 1000, 3)))[1] == 3  # sub-grid on big images
+
+
+def test_predict_full_tiles_match_one_pass():
+    from rawedge.models.registry import create_model
+    from rawedge.training.tiling import predict_full
+
+    torch.manual_seed(0)
+    x = {"srgb": torch.rand(1, 3, 70, 90), "thumb": torch.rand(1, 3, 256, 256), "exif": torch.full((1, 4), np.nan),
+         "wb": torch.tensor([[2.0, 1.0, 1.5]]), "cam2rgb": torch.eye(3)[None], "rgb2cam": torch.eye(3)[None]}
+    analytic = create_model("analytic")
+    whole = predict_full(analytic, x, tile=4096)["raw"]
+    tiled = predict_full(analytic, x, tile=32, overlap=8)["raw"]
+    assert whole.shape == (1, 4, 35, 45)
+    torch.testing.assert_close(tiled, whole)  # a per-pixel model: tiling changes nothing
+    unet = create_model("unet", width=4, depth=2).eval()  # align 8: 70x90 is padded
+    with torch.no_grad():
+        unet.tail.bias.fill_(0.02)
+    out = predict_full(unet, x, tile=48, overlap=16)["raw"]
+    assert out.shape == (1, 4, 35, 45) and torch.isfinite(out).all()
+    torch.testing.assert_close(out, (whole + 0.02).clamp(0, 1), atol=0.02, rtol=0)
+
+
+def test_eval_report_and_figure(toy_dir, checkpoint, tmp_path):
+    from rawedge.cli import main
+    from rawedge.data.dataset import PairDataset
+    from rawedge.models.registry import create_model
+
+    report_path, figure_path = tmp_path / "report.json", tmp_path / "report.png"
+    result = CliRunner().invoke(main, ["eval", str(checkpoint), str(toy_dir), "-o", str(report_path),
+                                       "--figure", str(figure_path), "--tile", "32", "--overlap", "8"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert report["model"]["name"] == "unet" and report["data"]["split"] == "val"
+    val = PairDataset(toy_dir, "val", crop=None)
+    assert report["data"]["images"] == len(report["images"]) == len(val.samples) == 2
+    edits = [e["name"] for e in report["edits"]]
+    assert len(edits) == 5 and edits[0] == "default"
+    for who in ("model", "analytic"):
+        s = report["summary"][who]
+        assert 0 < s["raw"]["psnr"] < 100 and 0 < s["raw"]["ssim"] <= 1
+        assert list(s["srgb"]) == edits
+        assert all(s["srgb"][e]["delta_e2000"] >= 0 and s["srgb"][e]["psnr"] > 0 for e in edits)
+    assert report["summary"]["model"]["raw"]["psnr"] != report["summary"]["analytic"]["raw"]["psnr"]
+    assert set(report["by_kind"]) == {"synthetic"} and set(report["by_camera"]) == {"generic"}
+    assert "packed RGGB" in report["conventions"]["raw"]
+    # the analytic number is what the analytic model gives on the same image
+    item = val.full_item(0)
+    inputs = {k: item[k][None] for k in ("srgb", "thumb", "exif", "wb", "cam2rgb", "rgb2cam")}
+    pred = create_model("analytic")(**inputs)["raw"][0].numpy()
+    assert report["images"][0]["analytic"]["raw"]["psnr"] == pytest.approx(psnr(pred, item["raw"].numpy()))
+    assert figure_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure_path.stat().st_size > 20_000
+    assert "RAW PSNR / SSIM" in result.output and "per camera" in result.output
+
+
+def test_eval_analytic_by_name_and_errors(toy_dir, tmp_path):
+    from rawedge.cli import main
+
+    result = CliRunner().invoke(main, ["eval", "analytic", str(toy_dir), "--split", "train", "--max-images", "1"])
+    assert result.exit_code == 0, result.output
+    assert "1 images (train)" in result.output
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "missing.pt"), str(toy_dir)])
+    assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_parse_edit():
+    from rawedge.finetune import parse_edit
+
+    edit = parse_edit("ev=+0.5")
+    assert edit.exposure_ev == 0.5 and edit.style == "neutral" and edit.name == "ev=+0.5"
+    combined = parse_edit("strong_tone,ev=0.7,wb=1.1:1:0.9")
+    assert combined.exposure_ev == 0.7 and combined.style == "teal_orange" and combined.wb_scale == (1.1, 1.0, 0.9)
+    for bad in ("brightest", "gain=2", "wb=1:2", "ev=abc", "style=sepia"):
+        with pytest.raises(RawedgeError):
+            parse_edit(bad)
+
+
+def test_finetune_improves_the_sample_and_writes_a_checkpoint(toy_dir, checkpoint, tmp_path):
+    """Fine-tune on a RAW sample (.npz) of a photo, for a +0.5 EV edit, through the CLI."""
+    from rawedge.checkpoint import load_checkpoint, read_checkpoint
+    from rawedge.cli import main
+    from rawedge.data.dataset import PairDataset
+    from rawedge.finetune import RawSample, load_raw_sample
+
+    ds = PairDataset(toy_dir, "train", crop=None)
+    arrays = ds.arrays(0)
+    photo = tmp_path / "photo.png"
+    from rawedge.io.photo import write_png
+
+    write_png(photo, arrays.srgb)
+    # a sample whose top-left is not a red site of the RGGB photo: the phase is handled
+    sample = RawSample(mosaic=arrays.mosaic[21:53, 31:71], top=21, left=31, cfa="RGGB", wb=arrays.wb,
+                       cam2rgb=arrays.cam2rgb)
+    sample.save(tmp_path / "sample.npz")
+    loaded = load_raw_sample(tmp_path / "sample.npz")
+    assert (loaded.top, loaded.left, loaded.cfa) == (21, 31, "RGGB")
+    np.testing.assert_allclose(loaded.mosaic, sample.mosaic)
+    out = tmp_path / "tuned.pt"
+    result = CliRunner().invoke(main, ["finetune", str(checkpoint), str(photo), "--sample", str(tmp_path / "sample.npz"),
+                                       "--edit", "ev=+0.5", "--steps", "15", "--lr", "3e-3", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    report = read_checkpoint(out)["extra"]["finetune"]
+    assert report["edit"]["exposure_ev"] == 0.5 and report["steps"] == 15
+    assert report["after"]["loss"] < 0.8 * report["before"]["loss"]
+    assert report["after"]["srgb_psnr"] > report["before"]["srgb_psnr"]
+    assert report["sample"]["height"] == 32 - 2 and report["sample"]["width"] == 40 - 2  # cut to RGGB phase
+    tuned, _ = load_checkpoint(out)
+    base, _ = load_checkpoint(checkpoint)
+    assert not torch.equal(tuned.tail.weight, base.tail.weight)
+    # a sample outside the photo is refused with a clear error
+    RawSample(mosaic=np.zeros((16, 16), np.float32), top=60, left=90, cfa="RGGB", wb=np.ones(3),
+              cam2rgb=np.eye(3)).save(tmp_path / "outside.npz")
+    result = CliRunner().invoke(main, ["finetune", str(checkpoint), str(photo), "--sample",
+                                       str(tmp_path / "outside.npz"), "-o", str(tmp_path / "x.pt")])
+    assert result.exit_code == 1 and "not inside" in result.output
