@@ -22,13 +22,21 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The bundled learned model (rawedge/assets/default.onnx) through ONNX Runtime, on the bundled sample.
 demo: $(VENV)/.installed
 	mkdir -p $(OUT)
-	$(VENV)/bin/rawedge unprocess samples/boxes_s40.jpg -o $(OUT)/boxes_s40.dng
+	$(VENV)/bin/rawedge infer --runtime ort samples/boxes_s40.jpg -o $(OUT)/boxes_s40.dng
+	@echo "== the DNG: $(OUT)/boxes_s40.dng"
 	$(VENV)/bin/rawedge info $(OUT)/boxes_s40.dng
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/pytest -n 2 -q
+
+# The long fuzz run (README "Robustness"): FUZZ_CASES hypothesis cases per target, each in an isolated
+# worker with a memory limit and a time bound; report in runs/fuzz/report.json. About an hour on 2 cores.
+FUZZ_CASES ?= 10000
+fuzz: $(VENV)/.installed-dev
+	$(PY) -m fuzz.run --cases $(FUZZ_CASES)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check rawedge export runtimes calibration tests
