@@ -33,7 +33,7 @@ test: $(VENV)/.installed-dev
 	$(VENV)/bin/pytest -n 2 -q
 
 # The long fuzz run (README "Robustness"): FUZZ_CASES hypothesis cases per target, each in an isolated
-# worker with a memory limit and a time bound; report in runs/fuzz/report.json. About an hour on 2 cores.
+# worker with a memory limit and a time bound; report in runs/fuzz/report.json. About 20 min on 2 cores.
 FUZZ_CASES ?= 10000
 fuzz: $(VENV)/.installed-dev
 	$(PY) -m fuzz.run --cases $(FUZZ_CASES)

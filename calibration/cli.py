@@ -19,6 +19,10 @@ import click
 @click.option("--max-drop", type=float, default=0.3, show_default=True, help="Accuracy budget: RAW PSNR drop in dB.")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True,
               help="Activation range estimation.")
+@click.option("--scope", type=click.Choice(["network", "weighted", "all"]), default="network", show_default=True,
+              help="network: the layers between the first and last weighted layer in INT8, the analytic prior and "
+                   "the RAW output in float; weighted: only Conv/ConvTranspose/MatMul/Gemm; all: every operator "
+                   "the backend quantizes.")
 @click.option("--holdout", type=float, default=0.25, show_default=True,
               help="Fraction of the files (by file) kept out of calibration for the accuracy gate.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
@@ -34,13 +38,13 @@ import click
 @click.option("--batch", type=click.IntRange(1), default=4, show_default=True, help="Tiles per inference call.")
 @click.option("--max-keep", type=click.IntRange(0), help="Most layers kept in higher precision (default: all).")
 @click.option("--reference-psnr", type=float,
-              help="RAW PSNR (dB) of the FP32 model against ground truth, for drops estimated without RAW files "
+              help="RAW PSNR (dB) of the FP32 model against ground truth, for the drop bound without RAW files "
                    "(default: the model's validation PSNR, else 40).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the held-out split and tile sampling.")
 @click.option("--threads", type=click.IntRange(1), help="Inference threads (default: all cores).")
 @click.option("--no-edits", is_flag=True, help="Skip the sRGB scores after the five edits (they need torch).")
 @click.option("--no-timing", is_flag=True, help="Skip the FP32-vs-INT8 speed measurement.")
-def calibrate(model, runtime, data, reference, max_drop, method, holdout, output, report, max_tiles,
+def calibrate(model, runtime, data, reference, max_drop, method, scope, holdout, output, report, max_tiles,
               calibration_tile, tile, overlap, batch, max_keep, reference_psnr, seed, threads, no_edits, no_timing):
     """Quantize an exported model to INT8 for one runtime, gated by accuracy against FP32.
 
@@ -53,14 +57,13 @@ def calibrate(model, runtime, data, reference, max_drop, method, holdout, output
     Example:  rawedge calibrate model.onnx --runtime ort --data photos/ --max-drop 0.3
               rawedge infer photo.jpg --model model.onnx --precision int8
     """
-    from rich.console import Console
-
     from rawedge.calibration.pipeline import GateFailed, Options
     from rawedge.calibration.pipeline import calibrate as run_calibration
     from rawedge.calibration.report import summary_table
+    from rich.console import Console
 
     opts = Options(runtime=runtime, reference=Path(reference) if reference else None, max_drop=max_drop,
-                   method=method, holdout=holdout, output=Path(output) if output else None,
+                   method=method, scope=scope, holdout=holdout, output=Path(output) if output else None,
                    report=Path(report) if report else None, max_tiles=max_tiles, calibration_tile=calibration_tile,
                    tile=tile, overlap=overlap, batch=batch, max_keep=max_keep, reference_psnr=reference_psnr, seed=seed,
                    threads=threads, edits=not no_edits, timing=not no_timing)

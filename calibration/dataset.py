@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rawedge.runtimes import Reconstructor
+from rawedge.runtimes.base import Runner
 
 from rawedge.commands.infer import PHOTO_SUFFIXES
 from rawedge.errors import RawedgeError
 from rawedge.profiles import RAW_SUFFIXES
-from rawedge.runtimes import Reconstructor
-from rawedge.runtimes.base import Runner
 from rawedge.types import CameraProfile, Exif, RawImage
 
 from .replay import FeedRecorder, ReplayRunner

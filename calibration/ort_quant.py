@@ -4,17 +4,19 @@ the scheme the CPU needs (calibration.isa). Tensor ranges are collected once, a 
 (bounded memory), and cached, so every later attempt with other layers kept is only a re-write."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import shutil
 from pathlib import Path
 
+from rawedge.runtimes.base import Runner, import_backend
+
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import atomic_output
 from rawedge.model_meta import METADATA_KEY, ModelMeta
-from rawedge.runtimes.base import Runner, import_backend
 
-from .base import Quantizer, quiet
+from .base import Quantizer, network_region, quiet
 from .dataset import CalibrationSet
 from .isa import detect_isa, ort_scheme
 
@@ -53,6 +55,10 @@ def set_onnx_metadata(path: Path, meta: ModelMeta, interface_from: Path | None =
         for value in [*proto.graph.input, *proto.graph.output]:
             if value.name in types:
                 value.type.CopyFrom(types[value.name])
+    if hasattr(meta, "onnx_weights_sha256"):  # this file's own graph hash, not the FP32 model's
+        from rawedge.runtimes.integrity import proto_sha256
+
+        meta = dataclasses.replace(meta, onnx_weights_sha256=proto_sha256(proto))
     for prop in proto.metadata_props:
         if prop.key == METADATA_KEY:
             prop.value = meta.to_json()
@@ -67,8 +73,8 @@ class OrtQuantizer(Quantizer):
     runtime = "ort"
     backend_name = "onnxruntime"
 
-    def __init__(self, model_path, method, workdir, threads=None):
-        super().__init__(model_path, method, workdir, threads)
+    def __init__(self, model_path, method, workdir, threads=None, scope: str = "network"):
+        super().__init__(model_path, method, workdir, threads, scope)
         self.preprocessed = self.workdir / "preprocessed.onnx"
         self.ranges = self.workdir / "ranges.json"
         self._reader: FeedReader | None = None
@@ -79,16 +85,34 @@ class OrtQuantizer(Quantizer):
         isa = detect_isa()
         self.facts["isa"] = isa.to_dict()
         return {**ort_scheme(isa), "format": "QDQ", "per_channel": True, "activation_symmetric": False,
-                "op_types": "all ONNX Runtime quantizes"}
+                "scope": self.scope, "op_types": self.op_types() or "every operator ONNX Runtime quantizes"}
 
     def op_types(self) -> list[str] | None:
-        return None  # every operator ORT can quantize
+        return list(LAYER_TYPES) if self.scope == "weighted" else None
+
+    def nodes_to_quantize(self) -> list[str] | None:
+        """For the ``network`` scope, the nodes between weighted layers (calibration.base.network_region)."""
+        if self.scope != "network":
+            return None
+        import onnx
+
+        graph = onnx.load(os.fspath(self.preprocessed), load_external_data=False).graph
+        consumers: dict[str, list[str]] = {}
+        for node in graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node.name)
+        successors = {n.name: [c for out in n.output for c in consumers.get(out, [])] for n in graph.node}
+        return sorted(network_region(successors, {n.name for n in graph.node if n.op_type in LAYER_TYPES}))
 
     def extra_options(self, scheme: dict) -> dict:
         return {"ActivationSymmetric": scheme["activation_symmetric"], "WeightSymmetric": True}
 
     # --- Quantizer ----------------------------------------------------------------------------------
     def check_available(self) -> None:
+        self.check_tools()
+
+    def check_tools(self) -> None:
+        """What writing the QDQ model needs (ONNX Runtime's quantization tools and onnx)."""
         import_backend("onnxruntime.quantization", "onnxruntime", "ONNX Runtime quantization")
         import_backend("onnx", "rawedge[calibrate]", "onnx")
         if self.method not in ORT_METHODS:
@@ -99,19 +123,20 @@ class OrtQuantizer(Quantizer):
         from onnxruntime.quantization import CalibrationMethod, create_calibrator, quant_pre_process
 
         log = log or (lambda line: None)
-        self.check_available()
+        self.check_tools()
         self._scheme = self.scheme()
         self.facts.update({"scheme": self._scheme, "backend_version": onnxruntime.__version__})
         try:
             with quiet():
                 quant_pre_process(os.fspath(self.model_path), os.fspath(self.preprocessed), auto_merge=True)
             self.facts["pre_process"] = "quant_pre_process(auto_merge=True)"
-        except Exception as exc:  # symbolic shape inference can fail on exotic graphs: quantize the export as is
+        except Exception as exc:  # noqa: BLE001 - shape inference can fail on exotic graphs: quantize the export as is
             log(f"quant_pre_process failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
                 "quantizing the exported graph without it")
             self.preprocessed = self.model_path
             self.facts["pre_process"] = f"skipped ({type(exc).__name__})"
         self._method = getattr(CalibrationMethod, ORT_METHODS[self.method])
+        self._nodes = self.nodes_to_quantize()
         options = {"symmetric": self._scheme["activation_symmetric"]}
         self._reader = FeedReader(calib.feeds)
         if "calibration_cache_path" not in inspect.signature(
@@ -148,7 +173,8 @@ class OrtQuantizer(Quantizer):
             quantize_static(os.fspath(self.preprocessed), os.fspath(output), reader, quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=self.op_types(), per_channel=s["per_channel"],
                             reduce_range=s["reduce_range"], activation_type=getattr(QuantType, s["activation_type"]),
-                            weight_type=getattr(QuantType, s["weight_type"]), nodes_to_exclude=list(keep),
+                            weight_type=getattr(QuantType, s["weight_type"]), nodes_to_quantize=self._nodes,
+                            nodes_to_exclude=list(keep),
                             calibrate_method=self._method, extra_options=self.extra_options(s), **kwargs)
         return output
 

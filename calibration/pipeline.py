@@ -14,16 +14,25 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rawedge import __version__
-from rawedge.errors import RawedgeError
-from rawedge.io.atomic import check_output_dir
-from rawedge.model_meta import ModelMeta
 from rawedge.runtimes.base import Runner, import_backend
 from rawedge.runtimes.factory import RUNTIMES, int8_artefact_path
 from rawedge.runtimes.metadata import read_onnx_metadata
 
-from .base import METHODS, Quantizer
-from .dataset import Tiling, build_calibration_set, list_sources, load_item, record_feeds, replay, split_sources
+from rawedge import __version__
+from rawedge.errors import RawedgeError
+from rawedge.io.atomic import check_output_dir
+from rawedge.model_meta import ModelMeta
+
+from .base import METHODS, SCOPES, Quantizer
+from .dataset import (
+    Tiling,
+    build_calibration_set,
+    list_sources,
+    load_item,
+    record_feeds,
+    replay,
+    split_sources,
+)
 from .gate import Budget, Gate, GateResult, reference_quality
 from .sensitivity import keep_schedule, rank_layers, remove_artefact
 
@@ -44,6 +53,7 @@ class Options:
     reference: Path | None = None  # PyTorch checkpoint of the same weights (default: FP32 ONNX via ORT)
     max_drop: float = 0.3  # dB
     method: str = "minmax"
+    scope: str = "network"  # calibration.base.SCOPES
     holdout: float = 0.25
     output: Path | None = None  # default: <model>.<runtime>.int8.<ext>
     report: Path | None = None  # default: <output stem>.report.json (+ .png)
@@ -104,6 +114,8 @@ def check_options(opts: Options) -> None:
         raise RawedgeError(None, f"unknown runtime {opts.runtime!r} ({', '.join(RUNTIMES)})")
     if opts.method not in METHODS:
         raise RawedgeError(None, f"unknown calibration method {opts.method!r} ({', '.join(METHODS)})")
+    if opts.scope not in SCOPES:
+        raise RawedgeError(None, f"unknown quantization scope {opts.scope!r} ({', '.join(SCOPES)})")
     if not opts.max_drop >= 0:
         raise RawedgeError(None, f"--max-drop must be >= 0 dB, got {opts.max_drop}")
     for name in ("max_tiles", "ranking_tiles", "batch", "calibration_tile"):
@@ -131,11 +143,12 @@ def make_quantizer(runtime: str, model_path: Path, opts: Options, workdir: Path,
     if runtime == "ort":
         from .ort_quant import OrtQuantizer
 
-        return OrtQuantizer(model_path, opts.method, workdir, opts.threads)
+        return OrtQuantizer(model_path, opts.method, workdir, opts.threads, opts.scope)
     if runtime == "openvino":
         from .openvino_quant import OpenVinoQuantizer
 
-        return OpenVinoQuantizer(model_path, opts.method, workdir, opts.threads, max_drop=opts.max_drop)
+        return OpenVinoQuantizer(model_path, opts.method, workdir, opts.threads, opts.scope, max_drop=opts.max_drop,
+                                 max_keep=opts.max_keep)
     from .tensorrt_quant import TensorRtQuantizer
 
     return TensorRtQuantizer(model_path, opts.method, workdir, opts.threads,
@@ -192,21 +205,29 @@ def calibrate(model_path: str | os.PathLike, data: str | os.PathLike, opts: Opti
 def _run(model_path, data, meta, opts, quantizer, reference, reference_info, split, workdir, output,
          report_path, figure_path, runners, log) -> Outcome:
     reference.activate()
+    template = reference  # the exported model's input shapes (static batch/tile) drive the Reconstructor
+    if reference_info["kind"] != "onnxruntime":
+        from rawedge.runtimes.ort import OrtRunner
+
+        template = OrtRunner(model_path, providers=["cpu"], intra_op_threads=opts.threads, name="ort-fp32")
+        runners.append(template)
+        template.activate()
     static = meta.static_tile
     cal_tiling = Tiling(tile=static or opts.calibration_tile, overlap=0, batch=1)
     gate_tiling = Tiling(tile=opts.tile, overlap=opts.overlap, batch=opts.batch)
     log(f"calibration: {len(split.calibration)} files, held out for the gate: {len(split.held_out)} "
         f"({', '.join(p.name for p in split.held_out)})")
-    calib = build_calibration_set(reference, split.calibration, cal_tiling, opts.max_tiles, seed=opts.seed,
+    calib = build_calibration_set(template, split.calibration, cal_tiling, opts.max_tiles, seed=opts.seed,
                                   max_pixels=opts.max_pixels, on_file=lambda p: log(f"  reading {p.name}"))
     log(f"calibration set: {len(calib)} tiles of {cal_tiling.tile} px from {len(calib.files)} files")
     if opts.runtime == "openvino" and calib.with_truth:
-        quantizer.accuracy_metric = _truth_metric(reference, calib.with_truth, gate_tiling, opts.max_pixels)
+        quantizer.accuracy_metric = _truth_metric(template, calib.with_truth, gate_tiling, opts.max_pixels)
     quantizer.prepare(calib, log)
 
     psnr_ref, psnr_source = reference_quality(meta, opts.reference_psnr)
     budget = Budget(opts.max_drop, psnr_ref, psnr_source)
-    gate = Gate(reference, split.held_out, gate_tiling, budget, edits=opts.edits, max_pixels=opts.max_pixels, log=log)
+    gate = Gate(reference, split.held_out, gate_tiling, budget, edits=opts.edits, max_pixels=opts.max_pixels, log=log,
+                template=template)
     suffix = ARTEFACT_SUFFIX[opts.runtime]
     layers = quantizer.layers()
     attempts: list[dict] = []
@@ -241,7 +262,7 @@ def _run(model_path, data, meta, opts, quantizer, reference, reference_info, spl
             if result.passed:
                 break
 
-    speed = _speed(quantizer, staged, reference, reference_info, gate, gate_tiling, split.held_out[0], opts, runners,
+    speed = _speed(quantizer, staged, template, reference_info, gate, gate_tiling, split.held_out[0], opts, runners,
                    log) if opts.timing else None
     facts = _calibration_facts(opts, quantizer, calib, split, reference_info, result, kept)
     report = _report(model_path, data, meta, opts, quantizer, calib, split, reference_info, budget, attempts,
@@ -268,7 +289,7 @@ def _run(model_path, data, meta, opts, quantizer, reference, reference_info, spl
     return outcome
 
 
-def _truth_metric(reference: Runner, files: list[Path], tiling: Tiling, max_pixels):
+def _truth_metric(template: Runner, files: list[Path], tiling: Tiling, max_pixels):
     """(ids, metric(infer, id)) for NNCF accuracy control: RAW PSNR against ground truth of the whole
     image the Reconstructor blends from ``infer``'s outputs, on calibration files with truth."""
     from rawedge.training.metrics import psnr
@@ -279,14 +300,14 @@ def _truth_metric(reference: Runner, files: list[Path], tiling: Tiling, max_pixe
         if i not in items:
             items[i] = load_item(files[i], max_pixels)
         item = items[i]
-        feeds = record_feeds(reference, item, tiling)
-        raw = replay(reference, item, tiling, feeds, [infer(f) for f in feeds])
+        feeds = record_feeds(template, item, tiling)
+        raw = replay(template, item, tiling, feeds, [infer(f) for f in feeds])
         return psnr(raw.normalized(), item.truth.normalized())
 
     return list(range(len(files))), metric
 
 
-def _speed(quantizer, staged, reference, reference_info, gate, tiling, first_file, opts, runners, log) -> dict:
+def _speed(quantizer, staged, template, reference_info, gate, tiling, first_file, opts, runners, log) -> dict:
     """ms per megapixel of FP32 and INT8 on the same backend, same feeds, same process (Polygraphy
     Comparator, one warm-up run)."""
     from polygraphy.comparator import Comparator
@@ -294,12 +315,11 @@ def _speed(quantizer, staged, reference, reference_info, gate, tiling, first_fil
 
     from .adapters import polygraphy_adapter
 
-    same = opts.runtime == "ort" and reference_info["kind"] == "onnxruntime"
-    fp32 = reference if same else quantizer.fp32_runner()
+    fp32 = template if opts.runtime == "ort" else quantizer.fp32_runner()  # template: the FP32 ONNX on ORT
     int8 = quantizer.open_runner(staged)
     runners.extend([fp32, int8])
     try:
-        feeds = record_feeds(reference, gate.item(first_file), tiling)
+        feeds = record_feeds(template, gate.item(first_file), tiling)
         adapters = [polygraphy_adapter(fp32, "fp32"), polygraphy_adapter(int8, "int8")]
         with G_LOGGER.verbosity(G_LOGGER.ERROR):
             results = Comparator.run(adapters, data_loader=feeds, warm_up=1)
@@ -320,7 +340,7 @@ def _speed(quantizer, staged, reference, reference_info, gate, tiling, first_fil
 
 def _calibration_facts(opts, quantizer, calib, split, reference_info, result, kept) -> dict:
     """The ``calibration`` object of the artefact's metadata."""
-    return {"runtime": opts.runtime, "method": opts.method, "backend": quantizer.backend_name,
+    return {"runtime": opts.runtime, "method": opts.method, "scope": quantizer.scope, "backend": quantizer.backend_name,
             "backend_version": quantizer.facts.get("backend_version"), "scheme": quantizer.facts.get("scheme"),
             "isa": quantizer.facts.get("isa"), "gpu": quantizer.facts.get("gpu"),
             "calibration_tiles": len(calib), "calibration_tile": calib.feeds[0]["srgb"].shape[-1] if calib.feeds else None,
@@ -337,6 +357,7 @@ def _report(model_path, data, meta, opts, quantizer, calib, split, reference_inf
         "format": "rawedge-calibration", "format_version": 1, "passed": result.passed,
         "model": os.fspath(model_path), "model_name": meta.model_name, "weights_sha256": meta.weights_sha256,
         "runtime": opts.runtime, "artefact": os.fspath(artefact) if artefact else None, "method": opts.method,
+        "scope": quantizer.scope,
         "backend": {k: quantizer.facts.get(k) for k in ("backend_version", "nncf_version", "tensorrt_version",
                                                            "pre_process", "gpu") if quantizer.facts.get(k)},
         "isa": quantizer.facts.get("isa"), "scheme": quantizer.facts.get("scheme"),
@@ -346,8 +367,8 @@ def _report(model_path, data, meta, opts, quantizer, calib, split, reference_inf
                  "seed": opts.seed},
         "reference": reference_info,
         "budget": {"max_drop_db": budget.max_drop, "drop_kind": result.drop_kind,
-                   "reference_psnr_db": budget.reference_psnr if result.drop_kind == "estimated" else None,
-                   "reference_psnr_source": budget.reference_psnr_source if result.drop_kind == "estimated" else None},
+                   "reference_psnr_db": budget.reference_psnr if result.drop_kind == "bound" else None,
+                   "reference_psnr_source": budget.reference_psnr_source if result.drop_kind == "bound" else None},
         "attempts": attempts, "kept_layers": facts["kept_layers"],
         "sensitivity": [s.to_dict() for s in ranking] if ranking is not None else None,
         "result": result.to_dict(), "speed": speed,
@@ -355,8 +376,9 @@ def _report(model_path, data, meta, opts, quantizer, calib, split, reference_inf
         "conventions": {
             "raw": "camera mosaic normalised to [0,1] by the profile's black/white levels, as `rawedge infer` writes it; "
                    "PSNR = 10 log10(1/MSE) per image, means over held-out images",
-            "drop": "measured: mean PSNR(FP32, truth) - mean PSNR(INT8, truth); estimated: mean over images of "
-                    "10 log10(1 + MSE(INT8 - FP32) / MSE(FP32 - truth)), MSE(FP32 - truth) from reference_psnr_db",
+            "drop": "measured: mean PSNR(FP32, truth) - mean PSNR(INT8, truth); bound (an upper bound, triangle "
+                    "inequality): mean over images of 20 log10(1 + RMSE(INT8 - FP32) / RMSE(FP32 - truth)), "
+                    "RMSE(FP32 - truth) from reference_psnr_db",
             "edits": "sRGB PSNR after the five fixed edits of `rawedge eval` (render_edit), central crop of at most "
                      "4 MP",
         },

@@ -9,10 +9,10 @@ calibration and the gate, so feeds and blended results are exactly those of `raw
 from __future__ import annotations
 
 import numpy as np
+from rawedge.runtimes.base import Runner
 
 from rawedge.errors import RawedgeError
 from rawedge.model_meta import ModelMeta
-from rawedge.runtimes.base import Runner
 
 
 class _Borrowing(Runner):

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from rawedge.runtimes.base import Runner
 
 from .base import Quantizer

@@ -21,7 +21,7 @@ class TensorRtQuantizer(OrtQuantizer):
     backend_name = "tensorrt"
 
     def __init__(self, model_path, method, workdir, threads=None, tile: int | None = None, batch: int = 4):
-        super().__init__(model_path, method, workdir, threads)
+        super().__init__(model_path, method, workdir, threads, scope="weighted")
         self.tile = tile
         self.batch = batch
 
@@ -32,18 +32,21 @@ class TensorRtQuantizer(OrtQuantizer):
 
         self.facts["gpu"] = cuda_gpu_name()  # Unavailable without an NVIDIA driver
         self.facts["tensorrt_version"] = trt.__version__
-        super().check_available()
+        self.check_tools()
 
     def scheme(self) -> dict:
         return {"activation_type": "QInt8", "weight_type": "QInt8", "reduce_range": False, "format": "QDQ",
-                "per_channel": True, "activation_symmetric": True, "op_types": list(LAYER_TYPES),
+                "per_channel": True, "activation_symmetric": True, "scope": "weighted", "op_types": list(LAYER_TYPES),
                 "reason": "TensorRT explicit quantisation: symmetric INT8 Q/DQ on the inputs of weighted layers"}
 
     def op_types(self) -> list[str]:
         return list(LAYER_TYPES)
 
     def extra_options(self, scheme: dict) -> dict:
-        return {"ActivationSymmetric": True, "WeightSymmetric": True, "DedicatedQDQPair": False}
+        # Q/DQ on the inputs (activations and weights) of weighted layers only, as TensorRT recommends;
+        # biases and outputs stay float: TensorRT fuses bias and activation into the INT8 kernel itself
+        return {"ActivationSymmetric": True, "WeightSymmetric": True, "DedicatedQDQPair": False, "QuantizeBias": False,
+                "OpTypesToExcludeOutputQuantization": list(LAYER_TYPES)}
 
     def open_runner(self, artefact: Path, **opts) -> Runner:
         from rawedge.runtimes.tensorrt import TensorRtRunner

@@ -92,6 +92,12 @@ def build_meta(model, ckpt: dict, *, tile: int, overlap: int, receptive_field: d
 
 def set_metadata(model_proto, meta: ModelMeta) -> None:
     """Store the JSON under ``metadata_props["rawedge"]``, keeping any other properties."""
+    from rawedge.runtimes.integrity import proto_sha256
+
+    model_proto.doc_string = (f"rawedge reverse-ISP model '{meta.model_name}': sRGB tile -> packed RGGB RAW "
+                              f"(contract v{meta.contract_version}, {meta.precision})")
+    model_proto.graph.name = meta.model_name
+    meta.onnx_weights_sha256 = proto_sha256(model_proto)  # of everything but the metadata: runners check it
     text = meta.to_json()
     ModelMeta.from_json(text, "exported model")  # what readers will see must validate
     for prop in model_proto.metadata_props:
@@ -101,9 +107,6 @@ def set_metadata(model_proto, meta: ModelMeta) -> None:
     else:
         entry = model_proto.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, text
-    model_proto.doc_string = (f"rawedge reverse-ISP model '{meta.model_name}': sRGB tile -> packed RGGB RAW "
-                              f"(contract v{meta.contract_version}, {meta.precision})")
-    model_proto.graph.name = meta.model_name
 
 
 def read_metadata(path) -> ModelMeta:
@@ -117,7 +120,9 @@ def read_metadata(path) -> ModelMeta:
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise RawedgeError(path, f"ONNX Runtime cannot open it ({str(exc).strip().splitlines()[0][:200]})") from None
-    props = session.get_modelmeta().custom_metadata_map
+    from rawedge.runtimes.metadata import session_properties
+
+    props = session_properties(session, path)
     if METADATA_KEY not in props:
         raise RawedgeError(path, "no rawedge metadata (not exported by `rawedge export`)")
     return ModelMeta.from_json(props[METADATA_KEY], str(path))

@@ -11,7 +11,7 @@ from pathlib import Path
 from rawedge.export.clean import check_file, is_large
 
 from rawedge.errors import RawedgeError
-from rawedge.io.atomic import TEMP_PREFIX, atomic_output, check_output_dir
+from rawedge.io.atomic import atomic_output, check_output_dir, temp_prefix
 
 
 def external_data_name(path: str | os.PathLike) -> str:
@@ -49,7 +49,7 @@ def staging_dir(near: str | os.PathLike):
     """A temporary folder beside ``near`` (same file system, so its files can be renamed into place);
     removed with whatever is left in it."""
     target = check_output_dir(near)
-    stage = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=target.parent))
+    stage = Path(tempfile.mkdtemp(prefix=temp_prefix(), dir=target.parent))
     try:
         yield stage
     finally:

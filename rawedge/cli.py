@@ -47,6 +47,13 @@ class RawedgeGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("rawedge: interrupted", err=True)
             sys.exit(130)
+        except MemoryError:
+            click.echo("rawedge: error: out of memory (a smaller --tile or --batch, or --max-pixels, helps)", err=True)
+            sys.exit(1)
+        except OSError as exc:  # the file system's refusals (name too long, permission, I/O error) as one line
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"rawedge: error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=RawedgeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

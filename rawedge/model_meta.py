@@ -26,7 +26,8 @@ class ModelMeta:
     exif_facts: dict = field(default_factory=dict)  # EXIF normalisation constants used by the model
     recipe: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
-    weights_sha256: str = ""
+    weights_sha256: str = ""  # of the PyTorch state dict the model was exported from
+    onnx_weights_sha256: str = ""  # of the ONNX file's initializers (runtimes.integrity), checked on load
     rawedge_version: str = ""
     parity: dict = field(default_factory=dict)  # PyTorch vs ONNX error measured at export
     precision: str = "fp32"
@@ -42,23 +43,65 @@ class ModelMeta:
     def from_json(cls, text: str, source: str | None = None) -> ModelMeta:
         try:
             d = json.loads(text)
-        except (TypeError, json.JSONDecodeError):
+        except (TypeError, ValueError):  # JSONDecodeError, or bytes that are not UTF-8 text
             raise RawedgeError(source, "rawedge metadata is not valid JSON") from None
         if not isinstance(d, dict):
             raise RawedgeError(source, "rawedge metadata is not a JSON object")
         missing = [k for k in ("model_name", "config", "align") if k not in d]
         if missing:
             raise RawedgeError(source, f"rawedge metadata lacks {', '.join(missing)}")
+        if not _is_int(d.get("schema_version", 1)):
+            raise RawedgeError(source, "bad rawedge metadata (schema_version must be an integer)")
         if d.get("schema_version", 1) > SCHEMA_VERSION:
             raise RawedgeError(source, f"metadata schema {d['schema_version']} is newer than this rawedge "
                                        f"understands ({SCHEMA_VERSION}); upgrade rawedge")
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        try:
-            meta = cls(**known)
-        except TypeError as exc:
-            raise RawedgeError(source, f"bad rawedge metadata ({exc})") from None
-        if not isinstance(meta.align, int) or meta.align < 2 or meta.align % 2:
+        bad = [f"{k} must be {_KINDS[k][1]}" for k, v in known.items() if not _KINDS[k][0](v)]
+        if bad:
+            raise RawedgeError(source, f"bad rawedge metadata ({'; '.join(bad)})")
+        meta = cls(**known)
+        if meta.align < 2 or meta.align % 2:
             raise RawedgeError(source, f"bad align {meta.align!r} in rawedge metadata (an even integer >= 2)")
-        if not isinstance(meta.config, dict):
-            raise RawedgeError(source, "rawedge metadata 'config' must be an object")
+        if meta.static_tile is not None and (meta.static_tile < meta.align or meta.static_tile % meta.align):
+            raise RawedgeError(source, f"bad static_tile {meta.static_tile} in rawedge metadata "
+                                       f"(a multiple of align {meta.align})")
         return meta
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_str_list(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_count(v) -> bool:
+    return _is_int(v) and 0 <= v <= 1 << 20
+
+
+# What each field must hold: checked before use, so a damaged or hand-edited file fails with one line.
+_KINDS = {
+    "model_name": (lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string"),
+    "config": (lambda v: isinstance(v, dict), "an object"),
+    "align": (_is_count, "an even integer >= 2"),
+    "tile": (_is_count, "an integer >= 0"),
+    "overlap": (_is_count, "an integer >= 0"),
+    "thumb_size": (lambda v: _is_count(v) and v > 0, "a positive integer"),
+    "contract_version": (_is_int, "an integer"),
+    "inputs": (_is_str_list, "a list of names"),
+    "outputs": (_is_str_list, "a list of names"),
+    "camera_profiles": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "a list of objects"),
+    "exif_facts": (lambda v: isinstance(v, dict), "an object"),
+    "recipe": (lambda v: isinstance(v, dict), "an object"),
+    "metrics": (lambda v: isinstance(v, dict), "an object"),
+    "weights_sha256": (lambda v: isinstance(v, str), "a string"),
+    "onnx_weights_sha256": (lambda v: isinstance(v, str), "a string"),
+    "rawedge_version": (lambda v: isinstance(v, str), "a string"),
+    "parity": (lambda v: isinstance(v, dict), "an object"),
+    "precision": (lambda v: v in ("fp32", "fp16", "int8"), "fp32, fp16 or int8"),
+    "static_tile": (lambda v: v is None or _is_count(v), "null or an integer"),
+    "fusion": (lambda v: isinstance(v, dict), "an object"),
+    "calibration": (lambda v: isinstance(v, dict), "an object"),
+    "schema_version": (_is_int, "an integer"),
+}

@@ -38,10 +38,12 @@ class Exif:
 
     def to_vector(self) -> np.ndarray:
         """[exposure_time, iso, f_number, focal_length] as float32, NaN where missing (the model input)."""
-        return np.array(
+        values = np.array(
             [np.nan if getattr(self, k) is None else float(getattr(self, k)) for k in EXIF_VECTOR_FIELDS],
-            dtype=np.float32,
+            dtype=np.float64,
         )
+        values[~(np.abs(values) <= np.finfo(np.float32).max)] = np.nan  # inf or beyond float32: unusable
+        return values.astype(np.float32)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,16 +86,38 @@ class CameraProfile:
     wb_samples: int = 0
 
     def __post_init__(self):
-        if self.cfa not in BAYER_PATTERNS:
-            raise RawedgeError(None, f"camera profile {self.name!r}: unsupported CFA {self.cfa!r}")
-        if len(self.black_level) != 4:
-            raise RawedgeError(None, f"camera profile {self.name!r}: black_level needs 4 values")
-        if not (self.white_level > max(self.black_level)):
-            raise RawedgeError(None, f"camera profile {self.name!r}: white level must exceed black level")
+        def fail(problem: str):
+            raise RawedgeError(None, f"camera profile {self.name!r}: {problem}")
+
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise RawedgeError(None, "camera profile: 'name' must be a non-empty string")
+        if not isinstance(self.cfa, str) or self.cfa not in BAYER_PATTERNS:
+            fail(f"unsupported CFA {self.cfa!r}")
+        black = _finite_array(self.black_level)
+        if black is None or black.shape != (4,) or np.any(black < 0):
+            fail("black_level needs 4 finite values >= 0")
+        white = _finite_array(self.white_level)
+        if white is None or white.shape != () or not (black.max() < white <= 65535):
+            fail("white level must be a number above the black level and at most 65535 (16-bit sensor data)")
         if self.color_matrix is not None:
-            m = np.asarray(self.color_matrix, dtype=np.float64)
-            if m.shape != (3, 3) or not np.all(np.isfinite(m)) or abs(np.linalg.det(m)) < 1e-12:
-                raise RawedgeError(None, f"camera profile {self.name!r}: colour matrix must be an invertible 3x3")
+            m = _finite_array(self.color_matrix)
+            if m is None or m.shape != (3, 3) or abs(np.linalg.det(m)) < 1e-12:
+                fail("colour matrix must be an invertible 3x3 of finite numbers")
+        aspect = _finite_array(self.pixel_aspect)
+        if aspect is None or aspect.shape != () or not (1e-3 < aspect < 1e3):
+            fail("pixel_aspect must be a positive number")
+        mean, cov = _finite_array(self.wb_prior_mean), _finite_array(self.wb_prior_cov)
+        if mean is None or mean.shape != (2,) or np.any(np.abs(mean) > 10):
+            fail("wb_prior_mean must be 2 numbers: log(R/G), log(B/G) gains")
+        if cov is None or cov.shape != (2, 2):
+            fail("wb_prior_cov must be a 2x2 matrix of numbers")
+        if isinstance(self.calibration_illuminant, bool) or not isinstance(self.calibration_illuminant,
+                                                                          (int, np.integer)) \
+                or not 0 <= self.calibration_illuminant <= 65535:
+            fail("calibration_illuminant must be an EXIF LightSource code (0..65535)")
+        for key in ("make", "model"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
+                fail(f"{key} must be a string or null")
 
     @property
     def has_color_matrix(self) -> bool:
@@ -123,6 +147,7 @@ class CameraProfile:
             raise RawedgeError(None, f"camera profile: {exc}") from exc
         profile.black_level = [float(v) for v in profile.black_level]
         profile.white_level = float(profile.white_level)
+        profile.pixel_aspect = float(profile.pixel_aspect)
         return profile
 
     def save(self, path: str | os.PathLike) -> None:
@@ -157,6 +182,22 @@ class CameraProfile:
         xyz_to_cam = np.linalg.inv(SRGB_TO_XYZ)
         return cls(name="generic", cfa="RGGB", black_level=[0.0] * 4, white_level=4095.0,
                    color_matrix=xyz_to_cam.tolist(), make=None, model=None)
+
+
+def _finite_array(value) -> np.ndarray | None:
+    """``value`` as a float64 array when it is made of finite real numbers (no strings, bools, None)."""
+    try:
+        flat = list(np.asarray(value, dtype=object).reshape(-1))
+    except (ValueError, TypeError):
+        return None
+    if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+               for v in flat):
+        return None
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return arr if np.all(np.isfinite(arr)) else None
 
 
 def fit_wb_prior(profile: CameraProfile, wb_gains: list[np.ndarray]) -> CameraProfile:

@@ -17,6 +17,7 @@ from pathlib import Path
 from rawedge.errors import RawedgeError
 
 from .base import Runner, Unavailable
+from .integrity import check_variant, verify_onnx
 
 RUNTIMES = ("ort", "openvino", "trt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -72,22 +73,57 @@ def open_runner(model_path: str | os.PathLike, runtime: str = "ort", precision: 
         raise RawedgeError(model_path, "no such model file")
     if runtime != "openvino" and model_path.suffix.lower() != ".onnx":
         raise RawedgeError(model_path, f"runtime {runtime} needs an .onnx model")
+    runner = _backend_runner(model_path, runtime, precision, threads, opts)
+    if runner.model_path.suffix.lower() == ".onnx":
+        from .metadata import read_onnx_metadata
+
+        # refuse a file changed since `rawedge export` (read without the backend, which loads on activate)
+        verify_onnx(runner.model_path, read_onnx_metadata(runner.model_path))
+    if runtime == "trt" and runner.int8_artefact is not None and runner.int8_artefact.suffix.lower() == ".onnx":
+        from .metadata import read_onnx_metadata
+
+        check_variant(model_path, runner.metadata, runner.int8_artefact, read_onnx_metadata(runner.int8_artefact),
+                      "INT8 artefact")
+    return runner
+
+
+def _backend_runner(model_path: Path, runtime: str, precision: str, threads, opts: dict) -> Runner:
     if runtime == "ort":
         from .ort import OrtRunner
 
         if precision == "int8":
-            return OrtRunner(find_int8_artefact(model_path, "ort"), intra_op_threads=threads, **opts)
+            runner = OrtRunner(find_int8_artefact(model_path, "ort"), intra_op_threads=threads, **opts)
+            return _matching(model_path, runner, "INT8 artefact")
         if precision == "fp16" and fp16_export_path(model_path).is_file():
-            return OrtRunner(fp16_export_path(model_path), intra_op_threads=threads, **opts)
+            runner = OrtRunner(fp16_export_path(model_path), intra_op_threads=threads, **opts)
+            return _matching(model_path, runner, "FP16 export")
         return OrtRunner(model_path, intra_op_threads=threads, fp16=precision == "fp16", **opts)
     if runtime == "openvino":
         from .openvino import OpenVinoRunner
 
-        path = model_path
         if precision == "int8" and ".int8" not in model_path.suffixes:
-            path = find_int8_artefact(model_path, "openvino")
-        return OpenVinoRunner(path, precision=precision, threads=threads, **opts)
+            runner = OpenVinoRunner(find_int8_artefact(model_path, "openvino"), precision=precision, threads=threads,
+                                    **opts)
+            return _matching(model_path, runner, "INT8 artefact")
+        return OpenVinoRunner(model_path, precision=precision, threads=threads, **opts)
     from .tensorrt import TensorRtRunner
 
     artefact = find_int8_artefact(model_path, "trt") if precision == "int8" else None
     return TensorRtRunner(model_path, precision=precision, int8_artefact=artefact, **opts)
+
+
+def _model_meta(model_path: Path):
+    """The rawedge metadata of the model a variant was found next to (ONNX, or OpenVINO IR)."""
+    if model_path.suffix.lower() == ".onnx":
+        from .metadata import read_onnx_metadata
+
+        return read_onnx_metadata(model_path)
+    from .openvino import OpenVinoRunner
+
+    return OpenVinoRunner(model_path).metadata
+
+
+def _matching(model_path: Path, runner: Runner, what: str) -> Runner:
+    """``runner`` of a variant found next to ``model_path``, once the variant is known to be made from it."""
+    check_variant(model_path, _model_meta(model_path), runner.model_path, runner.metadata, what)
+    return runner

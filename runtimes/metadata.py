@@ -19,6 +19,15 @@ def parse_metadata(text: str | None, source: str | os.PathLike) -> ModelMeta:
     return ModelMeta.from_json(text, os.fspath(source))
 
 
+def session_properties(session, source: str | os.PathLike) -> dict[str, str]:
+    """An ONNX Runtime session's ``metadata_props`` (ONNX Runtime raises UnicodeDecodeError on a
+    damaged, non-UTF-8 value: a clear error instead)."""
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError:
+        raise RawedgeError(source, "the model's metadata is not valid UTF-8 text (damaged file)") from None
+
+
 def onnx_metadata_text(path: str | os.PathLike) -> str | None:
     """The raw ``rawedge`` metadata string of an ONNX file (None when absent).
 
@@ -36,7 +45,10 @@ def onnx_metadata_text(path: str | os.PathLike) -> str | None:
             model = onnx.load(os.fspath(path), load_external_data=False)
         except Exception as exc:
             raise RawedgeError(path, f"not a readable ONNX model ({type(exc).__name__})") from None
-        return next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
+        try:
+            return next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
+        except UnicodeDecodeError:
+            raise RawedgeError(path, "the model's metadata is not valid UTF-8 text (damaged file)") from None
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -45,7 +57,7 @@ def onnx_metadata_text(path: str | os.PathLike) -> str | None:
         session = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise RawedgeError(path, f"not a readable ONNX model ({type(exc).__name__})") from None
-    return session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    return session_properties(session, path).get(METADATA_KEY)
 
 
 def read_onnx_metadata(path: str | os.PathLike) -> ModelMeta:

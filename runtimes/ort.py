@@ -10,7 +10,7 @@ from rawedge.errors import RawedgeError
 from rawedge.model_meta import METADATA_KEY, ModelMeta
 
 from .base import Runner, Unavailable, import_backend, static_dims
-from .metadata import parse_metadata, read_onnx_metadata, user_cache_dir
+from .metadata import parse_metadata, read_onnx_metadata, session_properties, user_cache_dir
 
 # Short names accepted in ``providers=`` and on the command line.
 PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -70,7 +70,7 @@ class OrtRunner(Runner):
 
     def _read_metadata(self) -> ModelMeta:
         if self.session is not None:
-            return parse_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), self.model_path)
+            return parse_metadata(session_properties(self.session, self.model_path).get(METADATA_KEY), self.model_path)
         return read_onnx_metadata(self.model_path)
 
     def _activate(self) -> None:
@@ -85,7 +85,7 @@ class OrtRunner(Runner):
             session = ort.InferenceSession(os.fspath(self.model_path), opts, providers=self.providers)
         except Exception as exc:
             raise RawedgeError(self.model_path, f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0]}") from None
-        text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        text = session_properties(session, self.model_path).get(METADATA_KEY)
         self._metadata = parse_metadata(text, self.model_path)  # refuse models without rawedge metadata
         self.session = session
 

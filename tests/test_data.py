@@ -198,6 +198,18 @@ def test_toy_data_and_manifest_errors(tmp_path):
         prepare(tmp_path / "empty", tmp_path / "out")
 
 
+def test_mosaic_window_keeps_each_sites_black_level():
+    from rawedge.data.dataset import PairArrays
+
+    levels = np.random.default_rng(2).integers(100, 1000, (10, 12)).astype(np.uint16)
+    arrays = PairArrays(srgb=np.zeros((10, 12, 3), np.uint8), levels=levels, black_level=[10, 20, 30, 40],
+                        white_level=1023.0, thumb=None, exif=None, wb=None, cam2rgb=None, rgb2cam=None)
+    full = arrays.mosaic
+    assert full[0, 0] == pytest.approx((levels[0, 0] - 10) / 1013) and full[1, 1] == pytest.approx((levels[1, 1] - 40) / 983)
+    for top, left in ((0, 0), (1, 0), (0, 1), (3, 5)):
+        np.testing.assert_array_equal(arrays.mosaic_window(top, left, 4, 6), full[top:top + 4, left:left + 6])
+
+
 def test_dataset_crops_keep_rggb_phase_under_flips(tmp_path):
     """The RAW of every crop is the RGGB mosaic of its sRGB: true only if flips keep the phase."""
     from PIL import Image

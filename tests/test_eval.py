@@ -114,9 +114,14 @@ def test_eval_report_and_figure(toy_dir, checkpoint, tmp_path):
 def test_eval_analytic_by_name_and_errors(toy_dir, tmp_path):
     from rawedge.cli import main
 
-    result = CliRunner().invoke(main, ["eval", "analytic", str(toy_dir), "--split", "train", "--max-images", "1"])
+    out = tmp_path / "a.json"
+    result = CliRunner().invoke(main, ["eval", "analytic", str(toy_dir), "--split", "train", "--max-images", "1",
+                                       "--crop", "32", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "1 images (train)" in result.output
+    assert "central 32x32 of 1 images (train)" in result.output
+    report = json.loads(out.read_text())
+    assert report["settings"]["center_crop"] == 32
+    assert report["summary"]["model"] == report["summary"]["analytic"]  # the analytic model scored against itself
     result = CliRunner().invoke(main, ["eval", str(tmp_path / "missing.pt"), str(toy_dir)])
     assert result.exit_code == 1 and "no such file" in result.output
 

@@ -92,6 +92,7 @@ def test_fusion_settings_follow_config():
     model = tiny_fusion(threshold=0.95, mode="max", feather=2)
     assert model.fusion["threshold"] == 0.95 and model.fusion["mode"] == "max" and model.fusion["feather_radius"] == 2
     assert model.fusion["outputs"] == {"oe": "raw_oe", "noe": "raw_noe", "fused": "raw"}
+    assert model.export_extras() == {"fusion": model.fusion}  # what the exporter embeds as metadata
     with pytest.raises(ValueError):
         tiny_fusion(mode="median")
 

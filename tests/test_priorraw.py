@@ -207,6 +207,15 @@ def test_ablation_configurations_build_and_grow():
     assert counts == sorted(counts) and len(set(counts)) == 4
 
 
+def test_recommended_tile_bounds_attention_memory():
+    tiles = [create_model("priorraw", table_size=k).export_extras()["tile"] for k in (256, 1024, 4096)]
+    assert tiles[0] == 512 and tiles[0] > tiles[1] > tiles[2] and all(t % 8 == 0 for t in tiles)
+    model = create_model("priorraw", table_size=1024)
+    positions = (tiles[1] // 2) ** 2
+    assert positions * 1024 * 4 * (1 + 2) <= model.logits_budget  # retrieval + 2 heads of logits fit
+    assert create_model("priorraw", use_prior=False, use_attention=False).export_extras() == {}
+
+
 def test_missing_table_is_a_clear_error_unless_not_needed():
     model = tiny_model()
     with pytest.raises(RawedgeError, match="rawedge prior build"):

@@ -1,6 +1,7 @@
 """Foundation commands: info, render, unprocess, profile."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 from rawedge.errors import RawedgeError
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+UNPROCESS_STRIP_ROWS = 256  # even
 
 
 def _fmt_matrix(m) -> str:
@@ -113,7 +115,9 @@ def render(raw_file, output, quality, bright, gamma):
 @click.option("--like", type=click.Path(dir_okay=False), help="A RAW file of the same camera: its profile and WB.")
 @click.option("--camera-profile", type=click.Path(dir_okay=False), help="Camera profile JSON (rawedge profile).")
 @click.option("--camera", help="Name of a bundled camera profile.")
-def unprocess(photo_file, output, like, camera_profile, camera):
+@click.option("--max-pixels", type=click.IntRange(1),
+              help="Refuse photos larger than this many pixels (default 120 MP, or $RAWEDGE_MAX_PIXELS).")
+def unprocess(photo_file, output, like, camera_profile, camera, max_pixels):
     """Analytic reverse ISP: sRGB photo -> DNG (inverse sRGB curve, inverse colour matrix, inverse WB, mosaic).
 
     \b
@@ -123,16 +127,22 @@ def unprocess(photo_file, output, like, camera_profile, camera):
     from rawedge.io.photo import read_photo
     from rawedge.isp.pipeline import unprocess as analytic_unprocess
     from rawedge.profiles import resolve_profile
-    from rawedge.types import RawImage
+    from rawedge.types import Photo, RawImage
 
-    photo = read_photo(photo_file)
+    photo = read_photo(photo_file, max_pixels=max_pixels)
     profile, gains, how = resolve_profile(photo.exif, like=like, profile_json=camera_profile, camera=camera)
     gains = profile.typical_wb_gains() if gains is None else gains
-    mosaic = analytic_unprocess(photo.to_float(), profile, gains)
     out = output or str(Path(photo_file).with_suffix(".dng"))
-    raw = RawImage.from_normalized(mosaic, profile, gains, photo.exif)
+    # Strips of rows (an even count keeps the CFA phase): memory stays near the photo plus its mosaic.
+    h, w = photo.srgb.shape[:2]
+    bayer = np.empty((h, w), dtype=np.uint16)
+    for r0 in range(0, h, UNPROCESS_STRIP_ROWS):
+        strip = Photo(photo.srgb[r0:r0 + UNPROCESS_STRIP_ROWS]).to_float()
+        part = RawImage.from_normalized(analytic_unprocess(strip, profile, gains), profile, gains, photo.exif)
+        bayer[r0:r0 + UNPROCESS_STRIP_ROWS] = part.bayer
+    raw = dataclasses.replace(part, bayer=bayer)
     write_dng(out, raw)
-    click.echo(f"wrote {out}: {mosaic.shape[1]}x{mosaic.shape[0]} {profile.cfa} mosaic, profile {profile.name} ({how})")
+    click.echo(f"wrote {out}: {w}x{h} {profile.cfa} mosaic, profile {profile.name} ({how})")
 
 
 @click.command()

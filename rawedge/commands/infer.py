@@ -13,6 +13,7 @@ from rawedge.errors import RawedgeError
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 FORMATS = {"dng": ".dng", "tiff": ".tiff", "npy": ".npy"}
+MAX_THREADS = 256  # a typo such as --threads 100000 would otherwise spend minutes creating threads
 
 
 def default_model_path() -> Path:
@@ -117,14 +118,15 @@ def _failure_reason(exc: BaseException) -> str:
 @click.option("--tile", type=int, help="Tile size in pixels (default: the model's; 0 = whole photo at once).")
 @click.option("--overlap", type=int, help="Tile overlap in pixels (default: the model's).")
 @click.option("--batch", type=click.IntRange(1), default=4, show_default=True, help="Tiles per inference call.")
-@click.option("--threads", type=click.IntRange(1), help="Inference threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="Inference threads (default: all cores).")
 @click.option("--camera", help="Name of a camera profile (embedded in the model or bundled).")
 @click.option("--like", type=click.Path(dir_okay=False), help="A RAW file of the same camera: its profile and white balance.")
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="dng", show_default=True,
               help="dng: CFA DNG; tiff: 16-bit linear camera RGB (demosaiced); npy: float32 mosaic in [0,1].")
 @click.option("-o", "--output", type=click.Path(), help="Output file (one photo) or directory (default: beside each photo).")
 @click.option("--keep-going", is_flag=True, help="After a failed photo, go on with the others (default: stop).")
-@click.option("--max-pixels", type=click.IntRange(1), help="Refuse photos larger than this many pixels.")
+@click.option("--max-pixels", type=click.IntRange(1),
+              help="Refuse photos larger than this many pixels (default 120 MP, or $RAWEDGE_MAX_PIXELS).")
 def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads, camera, like, fmt, output,
           keep_going, max_pixels):
     """Convert photos to camera RAW with an exported model (ONNX Runtime, OpenVINO or TensorRT).
@@ -233,7 +235,7 @@ def _split(text: str, allowed, what: str) -> list[str]:
 @click.option("--tile", type=int, help="Tile size (default: the model's).")
 @click.option("--overlap", type=int, help="Tile overlap (default: the model's).")
 @click.option("--batch", type=click.IntRange(1), default=4, show_default=True)
-@click.option("--threads", type=click.IntRange(1), help="Inference threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="Inference threads (default: all cores).")
 @click.option("--repeat", type=click.IntRange(1), default=3, show_default=True, help="Timed runs; the best counts.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report as JSON.")
 def bench(model_path, checkpoint, photo, size, backends, precisions, tile, overlap, batch, threads, repeat, output):

@@ -17,76 +17,39 @@ from rawedge.model_meta import METADATA_KEY, ModelMeta
 _IR_VERSION, _PRODUCER, _PRODUCER_VERSION, _OPSET_IMPORT, _METADATA_PROPS = 1, 2, 3, 8, 14
 
 
-def _varint(f) -> int:
-    shift = result = 0
-    while True:
-        b = f.read(1)
-        if not b:
-            raise EOFError
-        result |= (b[0] & 0x7F) << shift
-        if not b[0] & 0x80:
-            return result
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _fields(data: bytes):
-    """(field number, value) of a small embedded message (strings/ints only)."""
-    import io
-
-    f = io.BytesIO(data)
-    while f.tell() < len(data):
-        key = _varint(f)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            yield number, _varint(f)
-        elif wire == 2:
-            yield number, f.read(_varint(f))
-        else:
-            raise ValueError(f"unexpected wire type {wire}")
-
-
 def onnx_header(path: str | os.PathLike) -> dict:
-    """ir_version, producer, opsets and metadata_props of an ONNX file, skipping over the graph (so a
-    large model costs a few seeks, not a parse)."""
+    """ir_version, producer, opsets and metadata_props of an ONNX file, skipping over the graph (the file
+    is memory-mapped, so a large model costs a few page reads, not a parse)."""
+    import mmap
+
+    from rawedge.runtimes.integrity import WireError, wire_fields
+
     out = {"ir_version": None, "producer": "", "producer_version": "", "opsets": {}, "metadata": {}}
-    size = os.path.getsize(path)
+
+    def text(buf, span) -> str:
+        return bytes(buf[span[0]:span[1]]).decode("utf-8", "replace")
+
+    def strings(buf, span) -> dict:
+        return {k: (text(buf, v) if w == 2 else v) for k, w, v in wire_fields(buf, *span)}
+
     try:
-        with open(path, "rb") as f:
-            while f.tell() < size:
-                key = _varint(f)
-                number, wire = key >> 3, key & 7
-                if wire == 0:
-                    value = _varint(f)
-                    if number == _IR_VERSION:
-                        out["ir_version"] = value
-                elif wire == 2:
-                    length = _varint(f)
-                    if number in (_PRODUCER, _PRODUCER_VERSION, _OPSET_IMPORT, _METADATA_PROPS):
-                        data = f.read(length)
-                        if number == _PRODUCER:
-                            out["producer"] = data.decode("utf-8", "replace")
-                        elif number == _PRODUCER_VERSION:
-                            out["producer_version"] = data.decode("utf-8", "replace")
-                        else:
-                            d = dict(_fields(data))
-                            if number == _OPSET_IMPORT:
-                                out["opsets"][d.get(1, b"").decode() or "ai.onnx"] = d.get(2, 0)
-                            else:
-                                out["metadata"][d.get(1, b"").decode("utf-8", "replace")] = \
-                                    d.get(2, b"").decode("utf-8", "replace")
-                    else:
-                        f.seek(length, os.SEEK_CUR)
-                elif wire == 5:
-                    f.seek(4, os.SEEK_CUR)
-                elif wire == 1:
-                    f.seek(8, os.SEEK_CUR)
-                else:
-                    raise ValueError(f"unexpected wire type {wire}")
-                if f.tell() > size:
-                    raise EOFError
-    except (EOFError, ValueError, UnicodeDecodeError):
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            for number, wire, value in wire_fields(buf):
+                if number == _IR_VERSION and wire == 0:
+                    out["ir_version"] = value
+                elif wire != 2:
+                    continue
+                elif number == _PRODUCER:
+                    out["producer"] = text(buf, value)
+                elif number == _PRODUCER_VERSION:
+                    out["producer_version"] = text(buf, value)
+                elif number == _OPSET_IMPORT:
+                    d = strings(buf, value)
+                    out["opsets"][d.get(1) or "ai.onnx"] = d.get(2, 0)
+                elif number == _METADATA_PROPS:
+                    d = strings(buf, value)
+                    out["metadata"][str(d.get(1, ""))] = str(d.get(2, ""))
+    except (WireError, ValueError, OSError):  # ValueError: mmap of an empty file
         raise RawedgeError(path, "not an ONNX model (unreadable protobuf)") from None
     if out["ir_version"] is None:
         raise RawedgeError(path, "not an ONNX model (no IR version)")
@@ -95,6 +58,8 @@ def onnx_header(path: str | os.PathLike) -> dict:
 
 def _ort_io(path) -> tuple[list[str], list[str], dict]:
     import onnxruntime as ort
+
+    from rawedge.runtimes.metadata import session_properties
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -110,7 +75,7 @@ def _ort_io(path) -> tuple[list[str], list[str], dict]:
         return f"{arg.name} [{dims}] {'float32' if dtype == 'float' else dtype}"
 
     return ([fmt(i) for i in s.get_inputs()], [fmt(o) for o in s.get_outputs()],
-            dict(s.get_modelmeta().custom_metadata_map))
+            session_properties(s, path))
 
 
 def _openvino_io(path) -> tuple[list[str], list[str], str | None]:
@@ -168,28 +133,39 @@ def _kv(d: dict, limit: int = 8) -> str:
 
 
 def _fmt_err(v) -> str:
-    return "n/a" if v is None else f"{v:.2e}"
+    return "n/a" if v is None else _num(v, ".2e")
+
+
+def _dict(v) -> dict:
+    """Free-form metadata (parity, metrics) as written by export; anything else shows as empty."""
+    return v if isinstance(v, dict) else {}
+
+
+def _num(v, spec: str) -> str:
+    return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
 def _parity_lines(parity: dict) -> list[str]:
     if not parity or not parity.get("checked", bool(parity)):
         return ["parity       not checked at export"]
-    tol = parity.get("tolerance", {})
-    tol_text = ", ".join(f"max abs {v:g}" if k == "max_abs" else f"PSNR >= {v:g} dB" if k == "min_psnr_db"
-                         else f"{k} {v}" for k, v in tol.items())
+    tol = _dict(parity.get("tolerance"))
+    tol_text = ", ".join(f"max abs {_num(v, 'g')}" if k == "max_abs" else f"PSNR >= {_num(v, 'g')} dB"
+                         if k == "min_psnr_db" else f"{k} {v}" for k, v in tol.items())
     lines = [(f"parity       vs PyTorch on {parity.get('photo', '?')} ({parity.get('profile', '?')}), "
               f"{parity.get('precision', 'fp32')}, tolerance {tol_text or '?'}")]
-    for name, b in (parity.get("backends") or {}).items():
+    for name, b in _dict(parity.get("backends")).items():
+        b = _dict(b)
         p = b.get("min_psnr_db")
-        cases = b.get("cases") or []
-        lines.append(f"  {b.get('backend', name):<22} max abs {_fmt_err(b.get('max_abs'))}   "
-                     f"min PSNR {'exact' if p is None else f'{p:.1f} dB'}   ({len(cases)} cases: "
-                     f"{', '.join(c.get('case', '?') for c in cases)})")
+        psnr = "exact" if p is None else _num(p, ".1f") + " dB"
+        cases = [_dict(c) for c in b.get("cases") or [] if isinstance(b.get("cases"), list)]
+        lines.append(f"  {b.get('backend', name)!s:<22} max abs {_fmt_err(b.get('max_abs'))}   "
+                     f"min PSNR {psnr}   ({len(cases)} cases: "
+                     f"{', '.join(str(c.get('case', '?')) for c in cases)})")
     return lines
 
 
 def _meta_lines(meta: ModelMeta) -> list[str]:
-    rf = (meta.metrics or {}).get("receptive_field") or {}
+    rf = _dict((meta.metrics or {}).get("receptive_field"))
     metrics = {k: v for k, v in (meta.metrics or {}).items() if k != "receptive_field"}
     shape = f"static tile {meta.static_tile}x{meta.static_tile}, batch 1" if meta.static_tile else "dynamic batch and size"
     contract = (f"contract     v{meta.contract_version}   align {meta.align}   tile {meta.tile}   "
@@ -197,8 +173,8 @@ def _meta_lines(meta: ModelMeta) -> list[str]:
     lines = [f"config       {_kv(meta.config, limit=32)}", contract]
     if rf:
         lines.append(f"receptive    output changes up to {rf.get('support_px')} px from an input change, "
-                     f"{rf.get('mass_fraction', 0.999):.1%} within {rf.get('margin_px')} px")
-    cams = ", ".join(p.get("name", "?") for p in meta.camera_profiles) or "none"
+                     f"{_num(rf.get('mass_fraction', 0.999), '.1%')} within {rf.get('margin_px')} px")
+    cams = ", ".join(str(p.get("name", "?")) for p in meta.camera_profiles) or "none"
     lines += [f"cameras      {cams}",
               f"exif facts   {_kv(meta.exif_facts)}",
               f"weights      sha256 {meta.weights_sha256 or 'none'}",
@@ -249,4 +225,10 @@ def describe_model(path: str | os.PathLike) -> list[str]:
         lines.append("inputs       (shown by the TensorRT runtime; the engine is tied to its GPU)")
     if text is not None:
         lines += _meta_lines(meta)
+        if suffix == ".onnx" and meta.onnx_weights_sha256 and not meta.calibration:
+            from rawedge.runtimes.integrity import onnx_sha256
+
+            same = onnx_sha256(path) == meta.onnx_weights_sha256
+            lines.append(f"integrity    graph and weights {'match' if same else 'DO NOT MATCH'} the sha256 recorded "
+                         f"at export ({meta.onnx_weights_sha256[:16]}…)" + ("" if same else ": modified or damaged"))
     return lines

@@ -53,6 +53,8 @@ def prepare(raw_dir, out_dir, renders, camera_jpeg, synthetic_from, synthetic, s
     from rawedge.data.pairs import PrepareOptions, _photo_files, _raw_files
     from rawedge.data.pairs import prepare as prepare_pairs
 
+    if synthetic and not synthetic_from:
+        raise RawedgeError(None, "--synthetic needs --synthetic-from PHOTO_DIR")
     if synthetic_from and synthetic is None:
         synthetic = len(_photo_files(Path(synthetic_from)))
     options = PrepareOptions(renders=renders, camera_jpeg=camera_jpeg, synthetic_from=synthetic_from,
@@ -92,9 +94,19 @@ def _recipe_dict(config, resume) -> dict:
         if not path.is_file():
             raise RawedgeError(path, "no such recipe file")
         try:
-            return yaml.safe_load(path.read_text()) or {}
+            d = yaml.safe_load(path.read_text()) or {}
+        except UnicodeDecodeError:
+            raise RawedgeError(path, "not a text (YAML) recipe") from None
         except yaml.YAMLError as exc:
             raise RawedgeError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(d, dict):
+            raise RawedgeError(path, "a recipe must be a YAML mapping (model:, data:, loss:, train: ...)")
+        for section, value in d.items():
+            if value is None:
+                d[section] = {}
+            elif section != "name" and section != "notes" and not isinstance(value, dict):
+                raise RawedgeError(path, f"recipe section {section!r} must be a mapping")
+        return d
     if resume:
         from rawedge.checkpoint import read_checkpoint
 
@@ -189,7 +201,8 @@ def train(config, model, model_config, data_dir, loss, loss_config, epochs, step
 @click.option("--overlap", default=64, show_default=True, type=click.IntRange(0), help="Tile overlap (pixels).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--max-images", type=click.IntRange(1), help="Score only the first N images of the split.")
-def evaluate(model, data_dir, split, kinds, output, figure, tile, overlap, device, max_images):
+@click.option("--crop", type=click.IntRange(16), help="Score the central CROPxCROP of each image (default: whole).")
+def evaluate(model, data_dir, split, kinds, output, figure, tile, overlap, device, max_images, crop):
     """Score a checkpoint (or "analytic") on a data folder, next to the analytic reverse ISP.
 
     RAW PSNR/SSIM on packed RGGB in [0, 1], and sRGB PSNR/SSIM/ΔE2000 after each of five fixed edits,
@@ -211,14 +224,15 @@ def evaluate(model, data_dir, split, kinds, output, figure, tile, overlap, devic
     with Progress(transient=True) as bar:
         task = bar.add_task("eval", total=None)
         report, worst = run_eval(model, data_dir, split=split, kinds=list(kinds) or None, tile=tile, overlap=overlap,
-                                 device=device, max_samples=max_images,
+                                 device=device, max_samples=max_images, center_crop=crop,
                                  on_step=lambda sid: bar.update(task, description=sid, advance=1))
     if output:
         write_report(report, output)
     if figure:
         write_figure(report, worst, figure)
     name = report["model"]["name"]
-    click.echo(f"{report['data']['images']} images ({split}); RAW metrics on packed RGGB in [0, 1]")
+    what = f"central {crop}x{crop} of " if crop else ""
+    click.echo(f"{what}{report['data']['images']} images ({split}); RAW metrics on packed RGGB in [0, 1]")
     header = f"{'':26}{name:>22}{'analytic':>22}"
     click.echo(header)
     s = report["summary"]

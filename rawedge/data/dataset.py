@@ -26,15 +26,29 @@ from rawedge.isp.ops import pack
 
 @dataclass
 class PairArrays:
-    """One sample in memory: the full photo and RAW, and the per-image contract inputs."""
+    """One sample in memory: the full photo, the RAW at its stored levels (shared by the renderings of
+    one RAW file, normalised per crop), and the per-image contract inputs."""
 
     srgb: np.ndarray  # HxWx3 uint8/uint16
-    mosaic: np.ndarray  # HxW float32 [0,1], RGGB phase
+    levels: np.ndarray  # HxW uint16, RGGB phase
+    black_level: list[float]  # R, G1, G2, B
+    white_level: float
     thumb: np.ndarray  # 3x256x256 float32
     exif: np.ndarray  # (4,) float32, NaN missing
     wb: np.ndarray  # (3,)
     cam2rgb: np.ndarray  # (3, 3)
     rgb2cam: np.ndarray  # (3, 3), host-side inverse
+
+    @property
+    def mosaic(self) -> np.ndarray:
+        """The whole RAW, float32 in [0, 1]."""
+        return normalize_levels(self.levels, self.black_level, self.white_level)
+
+    def mosaic_window(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+        """A window of the normalised RAW; odd offsets keep each site's own black level."""
+        t0, l0 = top - top % 2, left - left % 2
+        block = normalize_levels(self.levels[t0:top + height, l0:left + width], self.black_level, self.white_level)
+        return block[top - t0:, left - l0:]
 
     def srgb_float(self) -> np.ndarray:
         scale = 255.0 if self.srgb.dtype == np.uint8 else 65535.0
@@ -53,19 +67,25 @@ def _read_image(path: Path) -> np.ndarray:
         raise RawedgeError(path, f"cannot decode ({exc})") from None
 
 
-def load_pair(data_dir: str | os.PathLike, sample: Sample) -> PairArrays:
-    """Read one sample's files and derive its contract inputs."""
+def load_pair(data_dir: str | os.PathLike, sample: Sample, raw_cache: dict | None = None) -> PairArrays:
+    """Read one sample's files and derive its contract inputs (``raw_cache``: RAWs already read, by path)."""
     data_dir = Path(data_dir)
     srgb = _read_image(data_dir / sample.srgb)
-    levels = _read_image(data_dir / sample.raw)
+    if raw_cache is not None and sample.raw in raw_cache:
+        levels = raw_cache[sample.raw]
+    else:
+        levels = _read_image(data_dir / sample.raw)
+        if raw_cache is not None:
+            raw_cache[sample.raw] = levels
     if srgb.ndim != 3 or srgb.shape[:2] != levels.shape or levels.shape != (sample.height, sample.width):
         raise RawedgeError(data_dir / sample.raw, f"sample {sample.id}: sRGB {srgb.shape} and RAW {levels.shape} "
                                                   f"do not match the manifest ({sample.height}x{sample.width})")
-    mosaic = normalize_levels(levels, sample.black_level, sample.white_level)
     srgb = np.ascontiguousarray(srgb[..., :3])
     cam2rgb = np.asarray(sample.cam2rgb, dtype=np.float64)
     scale = 255.0 if srgb.dtype == np.uint8 else 65535.0
-    return PairArrays(srgb=srgb, mosaic=mosaic, thumb=make_thumb(srgb.astype(np.float32) / np.float32(scale)),
+    return PairArrays(srgb=srgb, levels=levels, black_level=list(sample.black_level),
+                      white_level=float(sample.white_level),
+                      thumb=make_thumb(srgb.astype(np.float32) / np.float32(scale)),
                       exif=sample.exif_vector(), wb=np.asarray(sample.wb, dtype=np.float32),
                       cam2rgb=cam2rgb.astype(np.float32), rgb2cam=np.linalg.inv(cam2rgb).astype(np.float32))
 
@@ -110,6 +130,7 @@ class PairDataset(Dataset):
         self.cache = cache
         self.epoch = 0
         self._arrays: dict[str, PairArrays] = {}
+        self._raws: dict[str, np.ndarray] = {}  # RAW levels by file: the renderings of one RAW share it
         small = [s.id for s in self.samples if crop and min(s.height, s.width) < crop]
         if small:
             raise RawedgeError(self.data_dir, f"crop {crop} is larger than {len(small)} sample(s), e.g. {small[0]}")
@@ -124,7 +145,7 @@ class PairDataset(Dataset):
         sample = self.samples[j]
         if sample.id in self._arrays:
             return self._arrays[sample.id]
-        arrays = load_pair(self.data_dir, sample)
+        arrays = load_pair(self.data_dir, sample, self._raws if self.cache else None)
         if self.cache:
             self._arrays[sample.id] = arrays
         return arrays
@@ -135,10 +156,10 @@ class PairDataset(Dataset):
         j = index % len(self.samples)
         arrays = self.arrays(j)
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        h, w = arrays.mosaic.shape
+        h, w = arrays.levels.shape
         top, left, flip_v, flip_h = bayer_safe_crop(rng, h, w, self.crop, self.flips)
-        window = (slice(top, top + self.crop), slice(left, left + self.crop))
-        srgb, mosaic, thumb = arrays.srgb[window], arrays.mosaic[window], arrays.thumb
+        srgb = arrays.srgb[top:top + self.crop, left:left + self.crop]
+        mosaic, thumb = arrays.mosaic_window(top, left, self.crop, self.crop), arrays.thumb
         if flip_v:
             srgb, mosaic, thumb = srgb[::-1], mosaic[::-1], thumb[:, ::-1]
         if flip_h:
@@ -148,10 +169,10 @@ class PairDataset(Dataset):
     def full_item(self, j: int, center_crop: int | None = None) -> dict:
         """The whole sample (or its central ``center_crop`` square, at an even offset), unflipped."""
         arrays = self.arrays(j)
-        srgb, mosaic = arrays.srgb, arrays.mosaic
-        if center_crop:
-            h, w = mosaic.shape
-            ch, cw = min(center_crop, h // 2 * 2), min(center_crop, w // 2 * 2)
-            top, left = (h - ch) // 4 * 2, (w - cw) // 4 * 2
-            srgb, mosaic = srgb[top:top + ch, left:left + cw], mosaic[top:top + ch, left:left + cw]
+        if not center_crop:
+            return to_item(arrays, arrays.srgb, arrays.mosaic, arrays.thumb, self.samples[j])
+        h, w = arrays.levels.shape
+        ch, cw = min(center_crop, h // 2 * 2), min(center_crop, w // 2 * 2)
+        top, left = (h - ch) // 4 * 2, (w - cw) // 4 * 2
+        srgb, mosaic = arrays.srgb[top:top + ch, left:left + cw], arrays.mosaic_window(top, left, ch, cw)
         return to_item(arrays, srgb, mosaic, arrays.thumb, self.samples[j])

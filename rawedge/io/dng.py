@@ -1,7 +1,9 @@
 """The one DNG writer (tifffile): a CFA DNG that LibRaw and raw editors open."""
 from __future__ import annotations
 
+import math
 import os
+import re
 
 import numpy as np
 
@@ -32,17 +34,31 @@ def _rationals(values) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _ascii(text) -> str:
+    """TIFF ASCII tags hold 7-bit text without NUL: other characters (EXIF of any origin) become '?'."""
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in str(text).replace("\x00", "")).strip()
+
+
+# The EXIF date rawedge keeps (rawedge.io.exif), written back in the TIFF form "YYYY:MM:DD HH:MM:SS".
+_DATE = re.compile(r"(\d{4})[-:](\d{2})[-:](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+
+
+def _tiff_date(text: str | None) -> str | None:
+    match = _DATE.match(text or "")
+    return "{}:{}:{} {}:{}:{}".format(*match.groups()) if match else None
+
+
 def dng_tags(raw: RawImage) -> list[tuple]:
     """tifffile ``extratags`` for ``raw`` (code, dtype, count, value, writeonce)."""
     exif = raw.exif
-    make = exif.make or raw.profile.make or "rawedge"
-    model = exif.model or raw.profile.model or raw.profile.name
+    make = _ascii(exif.make or raw.profile.make or "") or "rawedge"
+    model = _ascii(exif.model or raw.profile.model or raw.profile.name or "") or "unknown"
     matrix = raw.profile.color_matrix if raw.profile.color_matrix is not None else _IDENTITY_XYZ_TO_CAM
     cfa = bytes(_CFA_CODES[c] for c in raw.cfa)
     tags = [
         (TAG_MAKE, "s", 0, make, True),
         (TAG_MODEL, "s", 0, model, True),
-        (TAG_ORIENTATION, "H", 1, int(exif.orientation or 1), True),
+        (TAG_ORIENTATION, "H", 1, int(exif.orientation) if exif.orientation in range(1, 9) else 1, True),
         (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
         (33422, "B", 4, cfa, True),  # CFAPattern
         (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
@@ -59,25 +75,61 @@ def dng_tags(raw: RawImage) -> list[tuple]:
         (50718, "2I", 2, _rationals([raw.profile.pixel_aspect, 1.0]) if raw.profile.pixel_aspect >= 1
          else _rationals([1.0, 1.0 / raw.profile.pixel_aspect]), True),  # DefaultScale (non-square pixels)
     ]
-    if exif.datetime:
-        stamp = exif.datetime.replace("-", ":").replace("T", " ")[:19]
+    stamp = _tiff_date(exif.datetime)  # a malformed date is left out, not passed on
+    if stamp:
         tags.append((306, "s", 0, stamp, True))  # DateTime
         tags.append((36867, "s", 0, stamp, True))  # DateTimeOriginal
-    if exif.exposure_time:
-        tags.append((TAG_EXPOSURE_TIME, "2I", 1, rational(exif.exposure_time), True))
-    if exif.f_number:
-        tags.append((TAG_F_NUMBER, "2I", 1, rational(exif.f_number, 1000), True))
-    if exif.iso:
-        tags.append((TAG_ISO, "H", 1, int(min(round(exif.iso), 65535)), True))
-    if exif.focal_length:
-        tags.append((TAG_FOCAL_LENGTH, "2I", 1, rational(exif.focal_length, 1000), True))
+    for tag, value, max_denominator in ((TAG_EXPOSURE_TIME, exif.exposure_time, 1_000_000),
+                                        (TAG_F_NUMBER, exif.f_number, 1000), (TAG_FOCAL_LENGTH, exif.focal_length, 1000)):
+        pair = _exif_rational(value, max_denominator)
+        if pair:
+            tags.append((tag, "2I", 1, pair, True))
+    if _exif_rational(exif.iso, 1):
+        tags.append((TAG_ISO, "H", 1, int(min(max(round(exif.iso), 1), 65535)), True))
     return tags
+
+
+def _exif_rational(value, max_denominator: int) -> tuple[int, int] | None:
+    """An EXIF value as an unsigned RATIONAL, or None when it is missing, not positive, or too large."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(x) and 0 < x < 2**32 - 1):
+        return None
+    num, den = rational(x, max_denominator)
+    return (num, den) if 0 < num < 2**32 and 0 < den < 2**32 else None
+
+
+def check_raw_image(raw: RawImage, path=None) -> None:
+    """Refuse, with one line, a RawImage no DNG can describe (the embedding API accepts any values)."""
+    from rawedge.errors import RawedgeError
+    from rawedge.types import BAYER_PATTERNS
+
+    bayer = np.asarray(raw.bayer)
+    problems = []
+    if bayer.ndim != 2 or min(bayer.shape) < 2:
+        problems.append(f"the mosaic must be 2-D and at least 2x2, not {bayer.shape}")
+    elif bayer.dtype.kind not in "ui" or (bayer.size and (bayer.min() < 0 or bayer.max() > 65535)):
+        problems.append(f"the mosaic must hold 16-bit sensor values, not {bayer.dtype}")
+    if raw.cfa not in BAYER_PATTERNS:
+        problems.append(f"unknown CFA {raw.cfa!r}")
+    neutral = np.asarray(raw.as_shot_neutral, dtype=np.float64).reshape(-1)
+    if neutral.shape != (3,) or not np.all(np.isfinite(neutral)) or np.any(neutral <= 0):
+        problems.append("as_shot_neutral must be 3 positive numbers")
+    black = np.asarray(raw.black_level, dtype=np.float64).reshape(-1)
+    if black.shape != (4,) or not np.all(np.isfinite(black)) or np.any(black < 0) or \
+            not (np.max(black) < float(raw.white_level) <= 65535):
+        problems.append("levels must be 4 black levels >= 0 below a white level <= 65535")
+    if problems:
+        raise RawedgeError(path, f"cannot write a DNG: {'; '.join(problems)}")
 
 
 def write_dng(path: str | os.PathLike, raw: RawImage) -> None:
     """Write ``raw`` as an uncompressed CFA DNG at ``path`` (atomically: no partial file on failure)."""
     import tifffile
 
+    check_raw_image(raw, path)
     bayer = np.ascontiguousarray(raw.bayer, dtype=np.uint16)
     with atomic_output(path, suffix=".dng") as tmp:
         with tifffile.TiffWriter(tmp) as tif:

@@ -1,8 +1,12 @@
 """The one place EXIF is parsed and written (JPEG/PNG/TIFF via Pillow or tifffile tags, RAW via rawpy)."""
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import logging
 import math
 import struct
+import threading
 from fractions import Fraction
 
 from rawedge.types import Exif
@@ -12,6 +16,32 @@ TAG_MAKE, TAG_MODEL, TAG_ORIENTATION, TAG_DATETIME = 271, 272, 274, 306
 TAG_EXPOSURE_TIME, TAG_F_NUMBER, TAG_ISO, TAG_FOCAL_LENGTH = 33434, 33437, 34855, 37386
 TAG_DATETIME_ORIGINAL = 36867
 EXIF_IFD_POINTER = 0x8769
+
+
+class _QuietInThread(logging.Filter):
+    """Drops tifffile's log records in threads that are inside ``quiet_tifffile()``."""
+
+    state = threading.local()
+
+    def filter(self, record) -> bool:
+        return not getattr(self.state, "depth", 0)
+
+
+_QUIET = _QuietInThread()
+
+
+@contextlib.contextmanager
+def quiet_tifffile():
+    """Silence tifffile's warnings about damaged tags while rawedge reads a file: rawedge reports what
+    it cannot read itself, as one line, instead of a screenful of tag offsets."""
+    logger = logging.getLogger("tifffile")
+    if _QUIET not in logger.filters:
+        logger.addFilter(_QUIET)
+    _QUIET.state.depth = getattr(_QUIET.state, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _QUIET.state.depth -= 1
 
 
 def _number(value) -> float | None:
@@ -105,8 +135,20 @@ def exif_from_rawpy(raw, make: str | None, model: str | None) -> Exif:
         make=make,
         model=model,
         orientation=_flip_to_orientation(raw.sizes.flip),
-        datetime=other.timestamp.isoformat(sep=" ") if other.timestamp else None,
+        datetime=_timestamp(other.timestamp),
     )
+
+
+def _timestamp(stamp) -> str | None:
+    """LibRaw's capture time, None when it has none (it reports the Unix epoch, 1970-01-01 00:00)."""
+    if not stamp:
+        return None
+    try:
+        if stamp.replace(tzinfo=dt.timezone.utc).timestamp() <= 0:
+            return None
+        return stamp.isoformat(sep=" ")
+    except (AttributeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def _flip_to_orientation(flip: int) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import atomic_output
-from rawedge.io.exif import exif_from_pillow, exif_from_tifffile_page, pillow_exif
+from rawedge.io.exif import exif_from_pillow, exif_from_tifffile_page, pillow_exif, quiet_tifffile
 from rawedge.types import Exif, Photo
 
 # Refuse decompression bombs before allocating; override with RAWEDGE_MAX_PIXELS or max_pixels=.
@@ -55,9 +55,11 @@ def read_photo(path: str | os.PathLike, max_pixels: int | None = None) -> Photo:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")  # damaged tags: EXIF is optional
             Image.MAX_IMAGE_PIXELS = None  # our own limit below, before decoding
             with Image.open(path) as im:
                 _check_size(path, im.width, im.height, max_pixels)
+                im.load()  # first: PNG's getexif() loads the pixels itself and would swallow a decode error
                 exif = exif_from_pillow(im)
                 mode = im.mode
                 if mode in ("L", "LA", "1", "I;16", "I;16B", "I;16L", "I", "F"):
@@ -80,7 +82,7 @@ def _read_tiff(path: Path, max_pixels: int) -> Photo:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with quiet_tifffile(), tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
             shape = page.shape
             h, w = (shape[0], shape[1]) if page.planarconfig != 2 else (shape[-2], shape[-1])

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from rawedge.errors import RawedgeError
-from rawedge.io.exif import ciff_make_model, exif_from_rawpy, exif_from_tifffile_page
-from rawedge.types import BAYER_PATTERNS, CameraProfile, Exif, RawImage, fit_wb_prior
+from rawedge.io.exif import ciff_make_model, exif_from_rawpy, exif_from_tifffile_page, quiet_tifffile
+from rawedge.types import BAYER_PATTERNS, ILLUMINANT_D65, SRGB_TO_XYZ, CameraProfile, Exif, RawImage, fit_wb_prior
 
 
 def _cfa_string(raw) -> str:
@@ -23,30 +23,44 @@ def _cfa_string(raw) -> str:
     return cfa
 
 
-def _make_model(path: Path, raw_bytes_head: bytes) -> tuple[str | None, str | None]:
-    make, model = ciff_make_model(raw_bytes_head)
-    if make:
-        return make, model
+def _tiff_facts(path: Path) -> tuple[Exif | None, list | None]:
+    """EXIF of TIFF-based RAWs (DNG and most others), richer than LibRaw's (orientation, make, model),
+    and a DNG's own XYZ->camera ColorMatrix (None when it has none)."""
     try:
         import tifffile
 
-        with tifffile.TiffFile(path) as tif:
+        with quiet_tifffile(), tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
-            e = exif_from_tifffile_page(page)
-            return e.make, e.model
+            return exif_from_tifffile_page(page), _dng_color_matrix(page)
     except Exception:
         return None, None
 
 
-def _exif_tiff(path: Path) -> Exif | None:
-    """EXIF of TIFF-based RAWs (DNG and most others), richer than LibRaw's (orientation, make, model)."""
-    try:
-        import tifffile
+# What rawedge's DNG writer stores for a camera without a known matrix (rawedge.io.dng): read as unknown.
+_UNKNOWN_MATRIX_MARKER = np.linalg.inv(SRGB_TO_XYZ)
 
-        with tifffile.TiffFile(path) as tif:
-            return exif_from_tifffile_page(tif.pages[0])
-    except Exception:
+
+def _dng_color_matrix(page) -> list | None:
+    """ColorMatrix1/2 of a DNG (the one calibrated for D65 when there are two). LibRaw reports a DNG's
+    matrix only for cameras in its own table, so rawedge's DNGs of other cameras need this."""
+    found = {}
+    for matrix_tag, illuminant_tag in ((50721, 50778), (50722, 50779)):
+        tag = page.tags.get(matrix_tag)
+        if tag is None:
+            continue
+        pairs = np.asarray(tag.value, dtype=np.float64).reshape(-1)
+        if pairs.size != 18 or np.any(pairs[1::2] == 0):
+            continue
+        illuminant = page.tags.get(illuminant_tag)
+        found[int(illuminant.value) if illuminant is not None else 0] = (pairs[0::2] / pairs[1::2]).reshape(3, 3)
+    if not found:
         return None
+    matrix = found.get(ILLUMINANT_D65, next(iter(found.values())))
+    if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-9:
+        return None
+    if np.allclose(matrix, _UNKNOWN_MATRIX_MARKER, atol=2e-4):
+        return None
+    return matrix.tolist()
 
 
 def read_raw(path: str | os.PathLike) -> RawImage:
@@ -72,6 +86,12 @@ def read_raw(path: str | os.PathLike) -> RawImage:
         return _to_raw_image(raw, path, data)
     except ValueError as exc:
         raise RawedgeError(path, str(exc)) from None
+    except RawedgeError as exc:  # e.g. levels that make no valid camera profile
+        raise RawedgeError(path, exc.problem) if exc.path is None else exc from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # rawpy's view of damaged headers (e.g. NotImplementedError for odd CFA filters)
+        raise RawedgeError(path, f"cannot interpret this RAW file ({type(exc).__name__}: {exc})") from None
     finally:
         raw.close()
 
@@ -88,9 +108,9 @@ def _to_raw_image(raw, path: Path, data: bytes) -> RawImage:
     black = np.array([per_channel[int(c)] for c in pattern.flatten()], dtype=np.float64)
     white = float(raw.white_level)
 
-    make, model = _make_model(path, data)
-    tiff_exif = _exif_tiff(path)
-    if tiff_exif and tiff_exif.make:
+    make, model = ciff_make_model(data)  # Canon CRW; TIFF-based RAWs name the camera in their tags
+    tiff_exif, dng_matrix = _tiff_facts(path)
+    if tiff_exif and (tiff_exif.make or not make):
         make, model = tiff_exif.make, tiff_exif.model
     exif = exif_from_rawpy(raw, make, model)
     if tiff_exif:  # TIFF tags are exact where LibRaw rounds or drops (ISO, orientation, date in DNG)
@@ -99,7 +119,7 @@ def _to_raw_image(raw, path: Path, data: bytes) -> RawImage:
                 setattr(exif, key, value)
 
     xyz_to_cam = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3, :3]
-    color_matrix = xyz_to_cam.tolist() if np.any(xyz_to_cam) and abs(np.linalg.det(xyz_to_cam)) > 1e-9 else None
+    color_matrix = xyz_to_cam.tolist() if np.any(xyz_to_cam) and abs(np.linalg.det(xyz_to_cam)) > 1e-9 else dng_matrix
 
     gains = _as_shot_gains(raw)
     neutral = gains[1] / gains

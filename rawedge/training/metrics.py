@@ -25,14 +25,14 @@ def raw_ssim(pred: np.ndarray, target: np.ndarray) -> float:
     """Mean over the 4 packed channels; ``pred`` and ``target`` are [4, h, w]."""
     from skimage.metrics import structural_similarity
 
-    return float(np.mean([structural_similarity(p.astype(np.float64), t.astype(np.float64), **_SSIM)
+    return float(np.mean([structural_similarity(p.astype(np.float32), t.astype(np.float32), **_SSIM)
                           for p, t in zip(pred, target)]))
 
 
 def srgb_ssim(pred: np.ndarray, target: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 
-    return float(structural_similarity(pred.astype(np.float64), target.astype(np.float64), channel_axis=2, **_SSIM))
+    return float(structural_similarity(pred.astype(np.float32), target.astype(np.float32), channel_axis=2, **_SSIM))
 
 
 def delta_e2000(pred: np.ndarray, target: np.ndarray, max_pixels: int = DELTA_E_MAX_PIXELS) -> tuple[float, int]:

@@ -4,7 +4,7 @@ Schema (every key optional except model.name and data.dir; unknown keys are an e
 
   name: unet_small
   notes: free text (hardware, expected time)
-  model:     {name: unet, config: {width: 16, depth: 3}}
+  model:     {name: unet, config: {width: 16, depth: 3}, init: null}   # init: checkpoint to start from
   data:      {dir: data/pairs, kinds: null, crop: 128, batch: 8, crops_per_image: 8, flips: true,
               workers: 0, val_crop: 512}
   loss:      {name: raw_l1, config: {}}

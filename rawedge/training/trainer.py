@@ -199,7 +199,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batches_done, self.best = int(state["batches_done"]), state.get("best")
-        self.metrics = dict(ckpt.get("metrics") or {})
+        self.metrics = {k: v for k, v in (ckpt.get("metrics") or {}).items() if k != "step"}
         if self.ctx.distributed:
             torch.manual_seed(self.recipe.train.seed * 100003 + self.ctx.rank * 7919 + self.step)
         else:
@@ -265,7 +265,7 @@ class Trainer:
             self.save(self.out / "last.pt", *resume_at)
             if improved:
                 self.save(self.out / "best.pt", *resume_at)
-            self.log({"event": "epoch", "step": self.step, **self.metrics})
+            self.log({"event": "epoch", **self.metrics, "step": self.step})
         self.ctx.barrier()
 
     def fit(self, resume=None) -> TrainResult:
