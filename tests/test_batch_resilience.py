@@ -56,13 +56,6 @@ def _png_bad_data() -> bytes:
     return bytes(data)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAWEDGE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     from tests.test_runtimes import export_tiny_unet

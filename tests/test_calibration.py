@@ -34,13 +34,6 @@ HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None and importlib.u
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAWEDGE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """(onnx, checkpoint) of a tiny U-Net exported by rawedge's exporter."""

@@ -20,13 +20,6 @@ from tests.conftest import ROOT, SAMPLE_JPEG
 from tests.test_faults import HOLD_AT_RENAME, kill, temporaries, wait_for
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAWEDGE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     from tests.test_runtimes import export_tiny_unet

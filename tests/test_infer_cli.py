@@ -17,14 +17,6 @@ from tests.conftest import ROOT, SAMPLE_JPEG
 from tests.test_runtimes import export_tiny_unet
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Compiled-model caches go to a temporary directory, not the user's ~/.cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAWEDGE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     path, ckpt, _ = export_tiny_unet(tmp_path_factory.mktemp("cli"))

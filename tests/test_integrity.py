@@ -18,13 +18,6 @@ from tests.conftest import SAMPLE_JPEG
 onnx = pytest.importorskip("onnx")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAWEDGE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Two tiny U-Nets with different weights: (onnx path, metadata) each."""

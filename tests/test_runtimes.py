@@ -55,14 +55,6 @@ def contract_feed(n: int = 2, size: int = 32, seed: int = 0) -> dict[str, np.nda
             "wb": np.tile(np.array([[2.0, 1.0, 1.5]], np.float32), (n, 1)), "cam2rgb": eye, "rgb2cam": eye}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Compiled-model caches go to a temporary directory, not the user's ~/.cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAWEDGE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return export_tiny_unet(tmp_path_factory.mktemp("models"))

@@ -32,6 +32,3 @@ class ReverseISP(nn.Module):
     output_names = ("raw",)  # exported outputs; training-only outputs are not listed here
     # What the exported model needs from the metadata (EXIF normalisation constants etc.)
     exif_facts: dict = {}
-
-    def forward(self, srgb, thumb, exif, wb, cam2rgb, rgb2cam):  # pragma: no cover - abstract
-        raise NotImplementedError("subclasses implement forward")
