@@ -40,5 +40,16 @@ def _private_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def torch_one_thread():
+    """One torch thread for training-loop tests: on 2 shared cores, 2 threads run several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
