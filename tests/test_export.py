@@ -135,7 +135,8 @@ def test_metadata_round_trip_and_parity(unet_export, tmp_path):
     assert returned.weights_sha256 == meta.weights_sha256 and returned.config == meta.config
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert ModelMeta.from_json(props[METADATA_KEY]) == meta
-    assert meta.model_name == "unet" and meta.config == TINY_UNET and meta.align == 8
+    assert meta.model_name == "unet" and meta.config == {**model_class("unet").default_config, **TINY_UNET}
+    assert meta.align == 8
     assert meta.inputs == list(INPUT_NAMES) and meta.outputs == ["raw"] and meta.thumb_size == 256
     assert [p["name"] for p in meta.camera_profiles] == [S40, "generic"]
     assert meta.recipe["id"] == "test-recipe" and meta.metrics["val_psnr"] == 41.5
@@ -438,7 +439,7 @@ def test_cli_info_and_errors(unet_export, tmp_path):
     assert info.returncode == 0, info.stderr
     text = info.stdout
     for expected in ("rawedge model 'unet' (fp32)", "opset ai.onnx 17", "inputs       srgb [N,3,H,W] float32",
-                     "exif [N,4] float32", "outputs      raw [N,4,h,w] float32", "config       depth=2  width=4",
+                     "exif [N,4] float32", "outputs      raw [N,4,h,w] float32", "config       depth=2  exif_dim=0", "global_tone=False  width=4",
                      "align 8", f"cameras      {S40}, generic", "recipe       id=test-recipe", "parity",
                      "onnxruntime", "boxes_s40.jpg"):
         assert expected in text, (expected, text)

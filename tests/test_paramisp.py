@@ -109,6 +109,20 @@ def test_missing_and_invalid_exif_behave_as_dropped():
         assert torch.equal(per_row[0], other)
 
 
+def test_local_stride_2_keeps_full_resolution_detail():
+    """LocalNet on 2x2 blocks still predicts a different residual for each of the four pixels."""
+    torch.manual_seed(0)
+    model = create_model("paramisp", num_scale=1, num_block=1, attention_window=3, local_stride=2).eval()
+    with torch.no_grad():
+        model.localnet.tail.weight.normal_(std=0.05)
+    feed = _inputs(h=64, w=96)
+    res = model.local_residual(feed["srgb"], feed["srgb"], torch.zeros(1, model.paramnet.mlp[-1].out_features))
+    assert res.shape == (1, 3, 64, 96)
+    assert float((res[:, :, 0::2, 0::2] - res[:, :, 1::2, 1::2]).abs().max()) > 1e-3
+    with pytest.raises(RawedgeError, match="local_stride"):
+        create_model("paramisp", local_stride=3)
+
+
 def test_bad_config_is_a_user_error():
     with pytest.raises(RawedgeError):
         create_model("paramisp", dropout=1.5)
@@ -127,14 +141,15 @@ def test_exif_facts_are_json_and_equalisation_is_in_range():
     assert torch.isfinite(feats).all()
 
 
-def test_tile_output_equals_crop_of_whole_image_output():
+@pytest.mark.parametrize("local_stride", [1, 2])
+def test_tile_output_equals_crop_of_whole_image_output(local_stride):
     torch.manual_seed(0)
-    model = create_model("paramisp", num_scale=1, num_block=1, attention_window=3).eval()
+    model = create_model("paramisp", num_scale=1, num_block=1, attention_window=3, local_stride=local_stride).eval()
     with torch.no_grad():  # make LocalNet's contribution large, as after training
         model.localnet.tail.weight.normal_(std=0.05)
-    feed = _inputs(h=160, w=192)
+    feed = _inputs(h=160 * local_stride, w=192 * local_stride)
     full = _run(model, feed)
-    y0, x0, h, w = 32, 48, 96, 128
+    y0, x0, h, w = (v * local_stride for v in (32, 48, 96, 128))
     assert y0 % model.align == 0 and x0 % model.align == 0
     tile = _run(model, {**feed, "srgb": feed["srgb"][:, :, y0:y0 + h, x0:x0 + w]})
     crop = full[:, :, y0 // 2:(y0 + h) // 2, x0 // 2:(x0 + w) // 2]
