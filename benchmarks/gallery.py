@@ -2,6 +2,10 @@
 (model and analytic inverse) on held-out shared RAW files.
 
     python benchmarks/gallery.py --model rawedge/assets/default.onnx --data data/pairs -o docs/gallery.png
+
+Rows: validation pairs of the evaluation (a camera's own JPEG preview and LibRaw renderings with random
+WB, brightness and curve), the central --crop of each, then one plain `rawedge render` of a held-out
+file (brightness 1, the camera's WB: the case the analytic inverse inverts almost exactly).
 """
 from __future__ import annotations
 
@@ -45,12 +49,62 @@ def held_out_raws(data_dir: Path) -> list[tuple[str, str]]:
     return sorted({(s["source"], s["camera"]) for s in manifest["samples"] if s["split"] == "val" and s["kind"] == "libraw"})
 
 
+def pair_rows(model_path: str, data_dir: Path, per_kind: dict[str, int], crop: int, width: int) -> list[np.ndarray]:
+    """Rows for validation pairs: the model through ONNX Runtime on the central crop, the analytic inverse
+    on the same contract inputs (its WB and matrix), errors on the packed RGGB target."""
+    import onnxruntime as ort
+    import torch
+
+    from rawedge.contract import INPUT_NAMES
+    from rawedge.data.dataset import PairDataset
+    from rawedge.losses.edit_aware import fixed_edits, render_edit
+    from rawedge.models.registry import create_model
+
+    sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+    analytic = create_model("analytic").eval()
+    rows, seen = [], set()
+    for kind, count in per_kind.items():
+        ds = PairDataset(data_dir, "val", crop=None, kinds=[kind])
+        for j, sample in enumerate(ds.samples):
+            if count <= 0 or sample.camera in seen:
+                continue
+            item = ds.full_item(j, center_crop=crop)
+            h, w = (item["srgb"].shape[1] // 16) * 16, (item["srgb"].shape[2] // 16) * 16
+            item = {**item, "srgb": item["srgb"][:, :h, :w], "raw": item["raw"][:, :h // 2, :w // 2]}
+            feed = {k: item[k][None].numpy() for k in INPUT_NAMES}
+            pred = torch.from_numpy(sess.run(None, feed)[0])
+            with torch.no_grad():
+                ana = analytic(**{k: item[k][None] for k in INPUT_NAMES})["raw"]
+                shown = render_edit(pred, item["wb"][None], item["cam2rgb"][None], fixed_edits()[0])
+            gt = item["raw"][None]
+            e_model, e_ana = ((p - gt).abs().mean(1)[0].numpy() for p in (pred, ana))
+            vmax = max(np.percentile(e_ana, 99), 1e-3)
+            srgb = (item["srgb"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            panels = [srgb, (shown[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8),
+                      heat(e_ana, vmax), heat(e_model, vmax)]
+            rows.append(_row(panels, width))
+            print(f"{sample.id} ({kind}, {sample.camera}): RAW PSNR model {psnr(pred.numpy(), gt.numpy()):.2f} dB, "
+                  f"analytic {psnr(ana.numpy(), gt.numpy()):.2f} dB")
+            seen.add(sample.camera)
+            count -= 1
+    return rows
+
+
+def _row(panels: list[np.ndarray], width: int) -> np.ndarray:
+    h, w = panels[0].shape[:2]
+    size = (width, int(width * h / w))
+    return np.concatenate([np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR)) for p in panels], 1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True, help="data folder from `rawedge data prepare` (for the val split)")
     ap.add_argument("--raw-dir", default="../shared/data/raw")
-    ap.add_argument("--count", type=int, default=3)
+    ap.add_argument("--count", type=int, default=1, help="plain renderings (one per camera)")
+    ap.add_argument("--camera-jpeg", type=int, default=1, help="validation camera-JPEG pairs")
+    ap.add_argument("--libraw", type=int, default=2, help="validation LibRaw-rendering pairs")
+    ap.add_argument("--crop", type=int, default=768, help="central crop of the validation pairs")
     ap.add_argument("--width", type=int, default=320, help="width of each panel")
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args(argv)
@@ -62,7 +116,8 @@ def main(argv=None) -> int:
             picked.append(s)
             cams.add(cam)
     picked = picked[: args.count]
-    rows = []
+    rows = pair_rows(args.model, Path(args.data), {"camera_jpeg": args.camera_jpeg, "libraw": args.libraw},
+                     args.crop, args.width)
     rec = Reconstructor.open(args.model, runtime="ort")
     for src in picked:
         path = Path(src) if Path(src).is_file() else Path(args.raw_dir) / Path(src).name
@@ -81,9 +136,8 @@ def main(argv=None) -> int:
         e_ana = np.abs(pack(ana[:h2, :w2], raw.cfa) - pack(gt[:h2, :w2], raw.cfa)).mean(0)
         vmax = max(np.percentile(e_ana, 99), 1e-3)
         panels = [srgb, (np.clip(shown, 0, 1) * 255).astype(np.uint8), heat(e_ana, vmax), heat(e_model, vmax)]
-        size = (args.width, int(args.width * h / w))
-        rows.append(np.concatenate([np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR)) for p in panels], 1))
-        print(f"{path.name}: RAW PSNR model {psnr(pred, gt):.2f} dB, analytic {psnr(ana, gt):.2f} dB "
+        rows.append(_row(panels, args.width))
+        print(f"{path.name} (plain rawedge render): RAW PSNR model {psnr(pred, gt):.2f} dB, analytic {psnr(ana, gt):.2f} dB "
               f"(profile {profile.name}, typical WB)")
     rec.close()
     width = max(r.shape[1] for r in rows)

@@ -30,7 +30,10 @@ SCOPES = ("network", "weighted", "all")
 
 
 def network_region(successors: dict[str, list[str]], weighted: set[str]) -> set[str]:
-    """The weighted nodes plus every node that lies on a path from one weighted node to another.
+    """The weighted nodes plus every node that lies on a path from one weighted node to another, except
+    the nodes that also reach a graph output through unweighted nodes only: those carry the analytic
+    prior (or a globally toned version of it) straight into the RAW output, where 8-bit steps would show
+    unattenuated, so they stay in float.
     ``successors``: node -> the nodes consuming its outputs (every node of the graph is a key)."""
     predecessors: dict[str, list[str]] = {n: [] for n in successors}
     for node, nexts in successors.items():
@@ -46,7 +49,14 @@ def network_region(successors: dict[str, list[str]], weighted: set[str]) -> set[
                 stack.extend(step.get(n, []))
         return seen
 
-    return set(weighted) | (closure(weighted, successors) & closure(weighted, predecessors))
+    output_bound, stack = set(), [n for n, nexts in successors.items() if not nexts and n not in weighted]
+    while stack:  # back from the output-producing nodes, never through a weighted node
+        n = stack.pop()
+        if n not in output_bound:
+            output_bound.add(n)
+            stack.extend(p for p in predecessors.get(n, []) if p not in weighted)
+    between = closure(weighted, successors) & closure(weighted, predecessors)
+    return set(weighted) | (between - output_bound)
 
 
 class Quantizer(abc.ABC):

@@ -35,6 +35,7 @@ class Exif:
     model: str | None = None
     orientation: int | None = None  # EXIF 1..8
     datetime: str | None = None
+    light_source: int | None = None  # EXIF LightSource code (0x9208): 1 daylight, 3 tungsten...; None = unknown
 
     def to_vector(self) -> np.ndarray:
         """[exposure_time, iso, f_number, focal_length] as float32, NaN where missing (the model input)."""

@@ -23,6 +23,7 @@ import numpy as np
 
 from rawedge.contract import THUMB_SIZE, canonical_inputs
 from rawedge.errors import RawedgeError
+from rawedge.isp.illuminant import estimate_wb
 from rawedge.isp.ops import cfa_offsets, unpack
 from rawedge.model_meta import ModelMeta
 from rawedge.profiles import bundled_profiles, match_profile
@@ -206,12 +207,13 @@ class Reconstructor:
     def __call__(self, srgb: np.ndarray, exif: Exif | None = None, profile: CameraProfile | None = None,
                  wb=None, progress=None) -> RawImage:
         """HxWx3 sRGB (uint8, uint16, or float in [0,1]) -> RawImage of the same HxW in the camera's
-        CFA phase. ``wb``: [R,G,B] gains (default: the profile's typical gains). ``progress``:
+        CFA phase. ``wb``: [R,G,B] gains (default: :func:`rawedge.isp.illuminant.estimate_wb`, the profile's
+        typical gains shifted to the EXIF light source when there is one). ``progress``:
         called as progress(tiles_done, tiles_total)."""
         srgb = check_photo(srgb)
         exif = exif or Exif()
         profile, _ = self.choose_profile(exif, profile)
-        gains = profile.typical_wb_gains() if wb is None else check_wb(wb)
+        gains = estimate_wb(profile, exif)[0] if wb is None else check_wb(wb)
         frame, acc, sums = self._run_tiles(srgb, exif, profile, gains, progress)
         return self._to_raw(acc, sums, frame, profile, gains, exif)
 

@@ -318,6 +318,12 @@ def test_network_region_excludes_prior_and_output():
     succ = {"prior": ["concat", "add"], "concat": ["conv1"], "conv1": ["relu"], "relu": ["conv2"], "conv2": ["add"],
             "add": ["clip"], "clip": []}
     assert network_region(succ, {"conv1", "conv2"}) == {"conv1", "relu", "conv2"}
+    # a global tone on the prior (gemm -> exp -> mul(prior)) that feeds both the network and the output:
+    # the toned prior reaches the output without a weighted layer, so it stays in float
+    succ = {"thumb_conv": ["gemm"], "gemm": ["exp"], "exp": ["mul"], "prior": ["mul"], "mul": ["concat", "add"],
+            "concat": ["conv1"], "conv1": ["relu"], "relu": ["conv2"], "conv2": ["add"], "add": ["clip"], "clip": []}
+    weighted = {"thumb_conv", "gemm", "conv1", "conv2"}
+    assert network_region(succ, weighted) == {"thumb_conv", "gemm", "concat", "conv1", "relu", "conv2"}
 
 
 def test_keep_schedule_and_drop_bound():

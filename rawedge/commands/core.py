@@ -125,13 +125,16 @@ def unprocess(photo_file, output, like, camera_profile, camera, max_pixels):
     """
     from rawedge.io.dng import write_dng
     from rawedge.io.photo import read_photo
+    from rawedge.isp.illuminant import estimate_wb
     from rawedge.isp.pipeline import unprocess as analytic_unprocess
     from rawedge.profiles import resolve_profile
     from rawedge.types import Photo, RawImage
 
     photo = read_photo(photo_file, max_pixels=max_pixels)
     profile, gains, how = resolve_profile(photo.exif, like=like, profile_json=camera_profile, camera=camera)
-    gains = profile.typical_wb_gains() if gains is None else gains
+    if gains is None:
+        gains, wb_how = estimate_wb(profile, photo.exif)
+        how = f"{how}; {wb_how}"
     out = output or str(Path(photo_file).with_suffix(".dng"))
     # Strips of rows (an even count keeps the CFA phase): memory stays near the photo plus its mosaic.
     h, w = photo.srgb.shape[:2]

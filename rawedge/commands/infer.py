@@ -145,6 +145,7 @@ def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rawedge.io.photo import read_photo
+    from rawedge.isp.illuminant import estimate_wb
     from rawedge.profiles import resolve_profile
     from rawedge.runtimes import Reconstructor
     from rawedge.types import Exif
@@ -172,6 +173,9 @@ def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads,
                     profile, gains, how = fixed
                 else:
                     (profile, how), gains = rec.choose_profile(photo.exif), None
+                if gains is None:
+                    gains, wb_how = estimate_wb(profile, photo.exif)
+                    how = f"{how}; {wb_how}"
                 raw = rec.reconstruct_photo(photo, profile=profile, wb=gains,
                                             progress=lambda d, t: progress.update(tiles_task, completed=d, total=t))
                 write_result(target, raw, fmt)

@@ -10,7 +10,8 @@ import numpy as np
 from rawedge import __version__
 from rawedge.io.atomic import atomic_output
 from rawedge.io.exif import (
-    TAG_EXPOSURE_TIME, TAG_F_NUMBER, TAG_FOCAL_LENGTH, TAG_ISO, TAG_MAKE, TAG_MODEL, TAG_ORIENTATION, rational,
+    TAG_EXPOSURE_TIME, TAG_F_NUMBER, TAG_FOCAL_LENGTH, TAG_ISO, TAG_LIGHT_SOURCE, TAG_MAKE, TAG_MODEL, TAG_ORIENTATION,
+    rational,
 )
 from rawedge.types import SRGB_TO_XYZ, RawImage
 
@@ -86,6 +87,8 @@ def dng_tags(raw: RawImage) -> list[tuple]:
             tags.append((tag, "2I", 1, pair, True))
     if _exif_rational(exif.iso, 1):
         tags.append((TAG_ISO, "H", 1, int(min(max(round(exif.iso), 1), 65535)), True))
+    if isinstance(exif.light_source, int) and not isinstance(exif.light_source, bool) and 0 < exif.light_source <= 255:
+        tags.append((TAG_LIGHT_SOURCE, "H", 1, int(exif.light_source), True))
     return tags
 
 

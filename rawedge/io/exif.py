@@ -15,6 +15,7 @@ from rawedge.types import Exif
 TAG_MAKE, TAG_MODEL, TAG_ORIENTATION, TAG_DATETIME = 271, 272, 274, 306
 TAG_EXPOSURE_TIME, TAG_F_NUMBER, TAG_ISO, TAG_FOCAL_LENGTH = 33434, 33437, 34855, 37386
 TAG_DATETIME_ORIGINAL = 36867
+TAG_LIGHT_SOURCE = 37384
 EXIF_IFD_POINTER = 0x8769
 
 
@@ -83,6 +84,15 @@ def _orientation(value) -> int | None:
     return v if 1 <= v <= 8 else None
 
 
+def _light_source(value) -> int | None:
+    """EXIF LightSource as an int code; 0 ("unknown") and anything malformed become None."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 255:
+        return None
+    return int(value)
+
+
 def exif_from_tags(tags: dict[int, object]) -> Exif:
     """Exif from a flat {tag number: value} map (IFD0 and the EXIF IFD merged)."""
     return Exif(
@@ -94,6 +104,7 @@ def exif_from_tags(tags: dict[int, object]) -> Exif:
         model=_text(tags.get(TAG_MODEL)),
         orientation=_orientation(tags.get(TAG_ORIENTATION)),
         datetime=_text(tags.get(TAG_DATETIME_ORIGINAL) or tags.get(TAG_DATETIME)),
+        light_source=_light_source(tags.get(TAG_LIGHT_SOURCE)),
     )
 
 
@@ -184,6 +195,8 @@ def pillow_exif(exif: Exif):
         sub[TAG_FOCAL_LENGTH] = TiffImagePlugin.IFDRational(*rational(exif.focal_length, 1000))
     if exif.datetime:
         sub[TAG_DATETIME_ORIGINAL] = exif.datetime.replace("-", ":")[:19]
+    if exif.light_source:
+        sub[TAG_LIGHT_SOURCE] = int(exif.light_source)
     return out
 
 
