@@ -29,11 +29,15 @@ METHODS = ("minmax", "entropy", "percentile")
 SCOPES = ("network", "weighted", "all")
 
 
-def network_region(successors: dict[str, list[str]], weighted: set[str]) -> set[str]:
+def network_region(successors: dict[str, list[str]], weighted: set[str], spatial: set[str] | None = None) -> set[str]:
     """The weighted nodes plus every node that lies on a path from one weighted node to another, except
     the nodes that also reach a graph output through unweighted nodes only: those carry the analytic
     prior (or a globally toned version of it) straight into the RAW output, where 8-bit steps would show
     unattenuated, so they stay in float.
+    ``spatial``: the nodes that read the image input (``srgb``); when given, only their descendants
+    can be in the region. The rest computes per-image constants from the thumbnail, EXIF, WB and
+    matrices (a global gain, tone or bias): an 8-bit step there shifts the whole image at once, for
+    almost no compute saved, so it stays in float too.
     ``successors``: node -> the nodes consuming its outputs (every node of the graph is a key)."""
     predecessors: dict[str, list[str]] = {n: [] for n in successors}
     for node, nexts in successors.items():
@@ -56,7 +60,10 @@ def network_region(successors: dict[str, list[str]], weighted: set[str]) -> set[
             output_bound.add(n)
             stack.extend(p for p in predecessors.get(n, []) if p not in weighted)
     between = closure(weighted, successors) & closure(weighted, predecessors)
-    return set(weighted) | (between - output_bound)
+    region = set(weighted) | (between - output_bound)
+    if spatial is not None:
+        region &= set(spatial) | closure(spatial, successors)
+    return region
 
 
 class Quantizer(abc.ABC):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from rawedge.runtimes.base import Runner, import_backend
 
+from rawedge.contract import INPUT_NAMES
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import atomic_output
 from rawedge.model_meta import METADATA_KEY, ModelMeta
@@ -75,7 +76,9 @@ def outside_network(model) -> list[str]:
     successors = {op.get_friendly_name(): [t.get_node().get_friendly_name() for out in op.outputs()
                                            for t in out.get_target_inputs()] for op in ops}
     weighted = {op.get_friendly_name() for op in ops if op.get_type_name() in WEIGHTED_OPS and op.get_input_size() > 1}
-    region = network_region(successors, weighted)
+    spatial = {t.get_node().get_friendly_name() for param in model.get_parameters()
+               if INPUT_NAMES[0] in param.get_output_tensor(0).get_names() for t in param.output(0).get_target_inputs()}
+    region = network_region(successors, weighted, spatial or None)
     return sorted(name for name in successors if name not in region)
 
 

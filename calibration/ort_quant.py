@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rawedge.runtimes.base import Runner, import_backend
 
+from rawedge.contract import INPUT_NAMES
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import atomic_output
 from rawedge.model_meta import METADATA_KEY, ModelMeta
@@ -102,7 +103,8 @@ class OrtQuantizer(Quantizer):
             for name in node.input:
                 consumers.setdefault(name, []).append(node.name)
         successors = {n.name: [c for out in n.output for c in consumers.get(out, [])] for n in graph.node}
-        return sorted(network_region(successors, {n.name for n in graph.node if n.op_type in LAYER_TYPES}))
+        spatial = set(consumers.get(INPUT_NAMES[0], []))
+        return sorted(network_region(successors, {n.name for n in graph.node if n.op_type in LAYER_TYPES}, spatial))
 
     def extra_options(self, scheme: dict) -> dict:
         return {"ActivationSymmetric": scheme["activation_symmetric"], "WeightSymmetric": True}

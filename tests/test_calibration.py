@@ -324,6 +324,9 @@ def test_network_region_excludes_prior_and_output():
             "concat": ["conv1"], "conv1": ["relu"], "relu": ["conv2"], "conv2": ["add"], "add": ["clip"], "clip": []}
     weighted = {"thumb_conv", "gemm", "conv1", "conv2"}
     assert network_region(succ, weighted) == {"thumb_conv", "gemm", "concat", "conv1", "relu", "conv2"}
+    # with the image input's readers given, the per-image branch (thumbnail conv, tone gemm) stays in float
+    succ["srgb_reader"] = ["prior"]
+    assert network_region(succ, weighted, {"srgb_reader"}) == {"concat", "conv1", "relu", "conv2"}
 
 
 def test_keep_schedule_and_drop_bound():
