@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from rawedge.commands import MAX_THREADS
+
 
 @click.command("calibrate")
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -16,7 +18,10 @@ import click
 @click.option("--reference", type=click.Path(dir_okay=False),
               help="PyTorch checkpoint of the same weights as the gate's FP32 reference (default: the FP32 ONNX "
                    "through ONNX Runtime).")
-@click.option("--max-drop", type=float, default=0.3, show_default=True, help="Accuracy budget: RAW PSNR drop in dB.")
+@click.option("--max-drop", type=float, default=0.3, show_default=True,
+              help="Accuracy budget: mean RAW PSNR drop over the held-out files, in dB.")
+@click.option("--max-image-drop", type=float,
+              help="Budget for the worst single held-out file, in dB (default: the larger of 1 and 3 x --max-drop).")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True,
               help="Activation range estimation.")
 @click.option("--scope", type=click.Choice(["network", "weighted", "all"]), default="network", show_default=True,
@@ -41,10 +46,10 @@ import click
               help="RAW PSNR (dB) of the FP32 model against ground truth, for the drop bound without RAW files "
                    "(default: the model's validation PSNR, else 40).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the held-out split and tile sampling.")
-@click.option("--threads", type=click.IntRange(1), help="Inference threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="Inference threads (default: all cores).")
 @click.option("--no-edits", is_flag=True, help="Skip the sRGB scores after the five edits (they need torch).")
 @click.option("--no-timing", is_flag=True, help="Skip the FP32-vs-INT8 speed measurement.")
-def calibrate(model, runtime, data, reference, max_drop, method, scope, holdout, output, report, max_tiles,
+def calibrate(model, runtime, data, reference, max_drop, max_image_drop, method, scope, holdout, output, report, max_tiles,
               calibration_tile, tile, overlap, batch, max_keep, reference_psnr, seed, threads, no_edits, no_timing):
     """Quantize an exported model to INT8 for one runtime, gated by accuracy against FP32.
 
@@ -63,7 +68,7 @@ def calibrate(model, runtime, data, reference, max_drop, method, scope, holdout,
     from rich.console import Console
 
     opts = Options(runtime=runtime, reference=Path(reference) if reference else None, max_drop=max_drop,
-                   method=method, scope=scope, holdout=holdout, output=Path(output) if output else None,
+                   max_image_drop=max_image_drop, method=method, scope=scope, holdout=holdout, output=Path(output) if output else None,
                    report=Path(report) if report else None, max_tiles=max_tiles, calibration_tile=calibration_tile,
                    tile=tile, overlap=overlap, batch=batch, max_keep=max_keep, reference_psnr=reference_psnr, seed=seed,
                    threads=threads, edits=not no_edits, timing=not no_timing)

@@ -52,6 +52,7 @@ class Options:
     runtime: str = "ort"
     reference: Path | None = None  # PyTorch checkpoint of the same weights (default: FP32 ONNX via ORT)
     max_drop: float = 0.3  # dB
+    max_image_drop: float | None = None  # dB, worst single held-out image (None: max(1, 3 x max_drop))
     method: str = "minmax"
     scope: str = "network"  # calibration.base.SCOPES
     holdout: float = 0.25
@@ -118,6 +119,8 @@ def check_options(opts: Options) -> None:
         raise RawedgeError(None, f"unknown quantization scope {opts.scope!r} ({', '.join(SCOPES)})")
     if not opts.max_drop >= 0:
         raise RawedgeError(None, f"--max-drop must be >= 0 dB, got {opts.max_drop}")
+    if opts.max_image_drop is not None and not opts.max_image_drop >= 0:
+        raise RawedgeError(None, f"--max-image-drop must be >= 0 dB, got {opts.max_image_drop}")
     for name in ("max_tiles", "ranking_tiles", "batch", "calibration_tile"):
         if getattr(opts, name) < 1:
             raise RawedgeError(None, f"--{name.replace('_', '-')} must be at least 1")
@@ -225,7 +228,7 @@ def _run(model_path, data, meta, opts, quantizer, reference, reference_info, spl
     quantizer.prepare(calib, log)
 
     psnr_ref, psnr_source = reference_quality(meta, opts.reference_psnr)
-    budget = Budget(opts.max_drop, psnr_ref, psnr_source)
+    budget = Budget(opts.max_drop, psnr_ref, psnr_source, opts.max_image_drop)
     gate = Gate(reference, split.held_out, gate_tiling, budget, edits=opts.edits, max_pixels=opts.max_pixels, log=log,
                 template=template)
     suffix = ARTEFACT_SUFFIX[opts.runtime]
@@ -242,7 +245,8 @@ def _run(model_path, data, meta, opts, quantizer, reference, reference_info, spl
         candidate.deactivate()
         attempts.append({"kept_layers": kept, "drop_db": result.drop_db, "passed": result.passed,
                          "psnr_vs_reference_db": result.summary["psnr_vs_reference_db"]})
-        log(f"  drop {result.drop_db:.3f} dB ({result.drop_kind}) against a budget of {opts.max_drop} dB: "
+        log(f"  drop {result.drop_db:.3f} dB ({result.drop_kind}) against a budget of {opts.max_drop} dB, worst image "
+            f"{result.summary['worst_drop_db']:.3f} dB against {budget.image_limit} dB: "
             f"{'pass' if result.passed else 'fail'}")
         return staged, result, kept
 
@@ -282,8 +286,10 @@ def _run(model_path, data, meta, opts, quantizer, reference, reference_info, spl
     if not result.passed:
         tried = [a["kept_layers"] for a in attempts]
         names = list(dict.fromkeys(layer for keep in tried for layer in keep))
-        raise GateFailed(model_path, f"INT8 ({opts.runtime}) loses {result.drop_db:.3f} dB ({result.drop_kind}), over "
-                                     f"the {opts.max_drop} dB budget, after {len(attempts)} attempt(s); layers tried in "
+        raise GateFailed(model_path, f"INT8 ({opts.runtime}) loses {result.drop_db:.3f} dB ({result.drop_kind}) on "
+                                     f"average and {result.summary['worst_drop_db']:.3f} dB on the worst image, over "
+                                     f"the {opts.max_drop} / {gate.budget.image_limit} dB budgets, after "
+                                     f"{len(attempts)} attempt(s); layers tried in "
                                      f"higher precision: {', '.join(names) if names else 'none (--max-keep 0)'}; "
                                      f"no artefact written; report: {report_path}", report)
     return outcome
@@ -366,7 +372,7 @@ def _report(model_path, data, meta, opts, quantizer, calib, split, reference_inf
                  "calibration_tile": facts["calibration_tile"], "tiles_per_file": calib.tiles_per_file,
                  "seed": opts.seed},
         "reference": reference_info,
-        "budget": {"max_drop_db": budget.max_drop, "drop_kind": result.drop_kind,
+        "budget": {"max_drop_db": budget.max_drop, "max_image_drop_db": budget.image_limit, "drop_kind": result.drop_kind,
                    "reference_psnr_db": budget.reference_psnr if result.drop_kind == "bound" else None,
                    "reference_psnr_source": budget.reference_psnr_source if result.drop_kind == "bound" else None},
         "attempts": attempts, "kept_layers": facts["kept_layers"],

@@ -80,7 +80,7 @@ def summary_table(report: dict):
     s = res["summary"]
     title = (f"{Path(report['model']).name} -> {report['runtime']} INT8 ({report['method']}): "
              f"{'PASS' if report['passed'] else 'FAIL'}, drop {res['drop_db']:.3f} dB ({res['drop_kind']}) "
-             f"(budget {res['max_drop_db']} dB)")
+             f"(budget {res['max_drop_db']} dB, worst image {res.get('max_image_drop_db')} dB)")
     table = Table(title=title)
     for col in ("attempt", "layers kept", "INT8 vs FP32 dB", "drop dB", "result"):
         table.add_column(col, justify="right" if col != "result" else "left")

@@ -147,7 +147,7 @@ def test_gate_fails_too_tight_budget_and_lists_layers(model, photos, tmp_path):
                      "--no-edits", *FAST)
     assert code == 1
     message = " ".join(text.split())
-    assert "over the 0.0001 dB budget" in message and "layers tried in higher precision: /model/" in message
+    assert "over the 0.0001 / 1.0 dB budgets" in message and "layers tried in higher precision: /model/" in message
     assert "no artefact written" in message
     assert not int8_artefact_path(onnx_path, "ort").exists()
     report = json.loads((tmp_path / "unet.ort.int8.report.json").read_text())
@@ -174,6 +174,11 @@ def test_gate_measures_what_it_claims(model, photos, tmp_path):
     broken = gate.run(OrtRunner(other))
     assert not broken.passed and broken.drop_db > 1 and broken.summary["psnr_vs_reference_db"] < 40
     assert broken.drop_kind == "bound" and len(broken.images) == 2
+    # a mean budget loose enough to pass, but the worst single image over its own budget: fail
+    per_image = Gate(OrtRunner(model[0]), files, Tiling(tile=64), Budget(100.0, *reference_quality(meta), 0.5),
+                     edits=False).run(OrtRunner(other))
+    assert per_image.drop_db < 100 and per_image.summary["worst_drop_db"] > 0.5 and not per_image.passed
+    assert per_image.max_image_drop == 0.5 and Budget(0.3, 40.0, "x").image_limit == 1.0
 
 
 # --- bad inputs: clear errors, nothing written --------------------------------------------------------

@@ -168,8 +168,10 @@ def test_cli_turns_file_system_refusals_into_one_line(tmp_path):
     result = CliRunner().invoke(main, ["info", str(tmp_path / ("x" * 300))])
     assert result.exit_code == 1 and "File name too long" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    result = CliRunner().invoke(main, ["infer", "x.jpg", "--threads", "100000"])
-    assert result.exit_code == 2 and "100000" in result.output  # bounded: no minutes spent creating threads
+    for command in (["infer", "x.jpg"], ["bench"], ["calibrate", "x.onnx", "--data", "."],
+                    ["prior", "build", "priorraw", "--refs", ".", "-o", "x.pt"]):
+        result = CliRunner().invoke(main, [*command, "--threads", "100000"])
+        assert result.exit_code == 2 and "100000" in result.output, command  # bounded: no minutes creating threads
 
 
 def test_damaged_png_data_is_an_error_not_a_partial_image(tmp_path):

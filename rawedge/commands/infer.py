@@ -9,11 +9,11 @@ from pathlib import Path
 import click
 import numpy as np
 
+from rawedge.commands import MAX_THREADS
 from rawedge.errors import RawedgeError
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 FORMATS = {"dng": ".dng", "tiff": ".tiff", "npy": ".npy"}
-MAX_THREADS = 256  # a typo such as --threads 100000 would otherwise spend minutes creating threads
 
 
 def default_model_path() -> Path:

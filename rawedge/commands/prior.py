@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from rawedge.commands import MAX_THREADS
 from rawedge.errors import RawedgeError
 
 
@@ -89,7 +90,7 @@ def prior():
 @click.option("--set", "options", multiple=True, help="Model option key=value for a fresh model (repeatable).")
 @click.option("--kmeans", type=click.Choice(["auto", "faiss", "sklearn"]), default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--threads", type=int, help="CPU threads for torch and faiss.")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="CPU threads for torch and faiss.")
 def build(model, refs, data_dir, kinds, output, camera, exclude, entries, group_size, max_side, train_encoder_steps, encoder_lr,
           encoder_crop, options, kmeans, seed, threads):
     """Build a camera's prior table from its RAW files and store it in a priorraw checkpoint.
