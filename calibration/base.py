@@ -37,7 +37,8 @@ def network_region(successors: dict[str, list[str]], weighted: set[str], spatial
     ``spatial``: the nodes that read the image input (``srgb``); when given, only their descendants
     can be in the region. The rest computes per-image constants from the thumbnail, EXIF, WB and
     matrices (a global gain, tone or bias): an 8-bit step there shifts the whole image at once, for
-    almost no compute saved, so it stays in float too.
+    almost no compute saved, so it stays in float too, and so do the unweighted nodes where such a
+    value joins the image path.
     ``successors``: node -> the nodes consuming its outputs (every node of the graph is a key)."""
     predecessors: dict[str, list[str]] = {n: [] for n in successors}
     for node, nexts in successors.items():
@@ -62,7 +63,11 @@ def network_region(successors: dict[str, list[str]], weighted: set[str], spatial
     between = closure(weighted, successors) & closure(weighted, predecessors)
     region = set(weighted) | (between - output_bound)
     if spatial is not None:
-        region &= set(spatial) | closure(spatial, successors)
+        image_nodes = set(spatial) | closure(spatial, successors)
+        region &= image_nodes
+        # where a per-image value joins the image path (x + bias, x * gain), the join stays in float too:
+        # quantizing it would quantize the per-image value on the way in
+        region -= {n for n in region - set(weighted) if any(p not in image_nodes for p in predecessors.get(n, []))}
     return region
 
 

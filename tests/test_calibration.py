@@ -332,6 +332,9 @@ def test_network_region_excludes_prior_and_output():
     # with the image input's readers given, the per-image branch (thumbnail conv, tone gemm) stays in float
     succ["srgb_reader"] = ["prior"]
     assert network_region(succ, weighted, {"srgb_reader"}) == {"concat", "conv1", "relu", "conv2"}
+    # a per-image bias added inside the network (relu -> add_bias <- gemm): that join stays in float
+    succ.update({"relu": ["add_bias"], "gemm": ["exp", "add_bias"], "add_bias": ["conv2"]})
+    assert network_region(succ, weighted, {"srgb_reader"}) == {"concat", "conv1", "relu", "conv2"}
 
 
 def test_keep_schedule_and_drop_bound():
