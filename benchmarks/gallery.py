@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from rawedge.runtimes import Reconstructor
 
 from rawedge.io.raw import read_raw
 from rawedge.io.render import render_raw
 from rawedge.isp.ops import pack
 from rawedge.isp.pipeline import process, unprocess
 from rawedge.profiles import resolve_profile
-from rawedge.runtimes import Reconstructor
 
 
 def jpeg_round_trip(srgb: np.ndarray, quality: int = 92) -> np.ndarray:

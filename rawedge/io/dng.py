@@ -10,7 +10,14 @@ import numpy as np
 from rawedge import __version__
 from rawedge.io.atomic import atomic_output
 from rawedge.io.exif import (
-    TAG_EXPOSURE_TIME, TAG_F_NUMBER, TAG_FOCAL_LENGTH, TAG_ISO, TAG_LIGHT_SOURCE, TAG_MAKE, TAG_MODEL, TAG_ORIENTATION,
+    TAG_EXPOSURE_TIME,
+    TAG_F_NUMBER,
+    TAG_FOCAL_LENGTH,
+    TAG_ISO,
+    TAG_LIGHT_SOURCE,
+    TAG_MAKE,
+    TAG_MODEL,
+    TAG_ORIENTATION,
     rational,
 )
 from rawedge.types import SRGB_TO_XYZ, RawImage

@@ -12,6 +12,8 @@ Two options bring in what ParamISP learns globally, at almost no cost per pixel:
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,7 +46,7 @@ class ThumbEncoder(nn.Module):
 
 @register_model("unet")
 class UNet(ReverseISP):
-    default_config = {"width": 16, "depth": 3, "exif_dim": 0, "global_tone": False, "exif_dropout": 0.2}
+    default_config: ClassVar[dict] = {"width": 16, "depth": 3, "exif_dim": 0, "global_tone": False, "exif_dropout": 0.2}
 
     def __init__(self, width: int = 16, depth: int = 3, exif_dim: int = 0, global_tone: bool = False,
                  exif_dropout: float = 0.2):
