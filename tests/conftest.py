@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,30 @@ def _private_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAWEDGE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
         yield
+
+
+@pytest.fixture(scope="session")
+def tiny_unet(tmp_path_factory):
+    """(onnx, checkpoint, metadata) of the tiny U-Net of tests.test_runtimes.export_tiny_unet, exported once
+    per session (per xdist worker). Tests read it; those that change a model work on a copy."""
+    from tests.test_runtimes import export_tiny_unet
+
+    return export_tiny_unet(tmp_path_factory.mktemp("tiny_unet"))
+
+
+def map_in_threads(fn, items) -> list:
+    """``[fn(item) for item in items]``, each call on its own thread, all started together."""
+    results = [None] * len(items)
+
+    def work(i):
+        results[i] = fn(items[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(items))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
 
 
 @pytest.fixture

@@ -57,11 +57,8 @@ def _png_bad_data() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    from tests.test_runtimes import export_tiny_unet
-
-    path, _, _ = export_tiny_unet(tmp_path_factory.mktemp("batch"))
-    return path
+def model(tiny_unet):
+    return tiny_unet[0]
 
 
 @pytest.fixture(scope="module")

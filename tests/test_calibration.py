@@ -35,10 +35,9 @@ HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def model(tiny_unet):
     """(onnx, checkpoint) of a tiny U-Net exported by rawedge's exporter."""
-    path, ckpt, _ = export_tiny_unet(tmp_path_factory.mktemp("model"))
-    return path, ckpt
+    return tiny_unet[:2]
 
 
 @pytest.fixture(scope="module")

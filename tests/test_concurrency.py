@@ -21,11 +21,8 @@ from tests.test_faults import HOLD_AT_RENAME, kill, temporaries, wait_for
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    from tests.test_runtimes import export_tiny_unet
-
-    path, _, _ = export_tiny_unet(tmp_path_factory.mktemp("concurrency"))
-    return path
+def model(tiny_unet):
+    return tiny_unet[0]
 
 
 def jobs():

@@ -41,11 +41,8 @@ HOLD_AT_RENAME = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    from tests.test_runtimes import export_tiny_unet
-
-    path, ckpt, _ = export_tiny_unet(tmp_path_factory.mktemp("faults"))
-    return path, ckpt
+def model(tiny_unet):
+    return tiny_unet[:2]
 
 
 def start_held(args, mark: Path, suffix: str, go: Path | None = None) -> subprocess.Popen:

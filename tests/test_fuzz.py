@@ -84,10 +84,10 @@ def test_rawpy_failures_while_interpreting_become_rawedge_errors(monkeypatch, tm
     if not RAW_FILES:
         pytest.skip("shared RAW files not found")
 
-    def odd_filters(raw):
+    def rawpy_refuses_the_cfa(raw):  # fault injection: the exception rawpy raised on the fuzzed file
         raise NotImplementedError("filters: 97")
 
-    monkeypatch.setattr(raw_io, "_cfa_string", odd_filters)
+    monkeypatch.setattr(raw_io, "_cfa_string", rawpy_refuses_the_cfa)
     with pytest.raises(RawedgeError, match="cannot interpret this RAW file .*filters: 97"):
         raw_io.read_raw(RAW_FILES[-1])
 

@@ -14,13 +14,11 @@ from rawedge.cli import main
 from rawedge.io.atomic import TEMP_PREFIX
 from rawedge.io.photo import read_photo
 from tests.conftest import ROOT, SAMPLE_JPEG
-from tests.test_runtimes import export_tiny_unet
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    path, ckpt, _ = export_tiny_unet(tmp_path_factory.mktemp("cli"))
-    return path, ckpt
+def model(tiny_unet):
+    return tiny_unet[:2]
 
 
 def run(*args):

@@ -2,7 +2,6 @@
 exactly, overexposure fusion uses one full-resolution mask, threads, bounded memory, profiles."""
 from __future__ import annotations
 
-import threading
 import tracemalloc
 
 import numpy as np
@@ -19,8 +18,7 @@ from rawedge.isp.ops import pack, unpack
 from rawedge.isp.pipeline import unprocess
 from rawedge.model_meta import ModelMeta
 from rawedge.types import BAYER_PATTERNS, CameraProfile, Exif, RawImage
-from tests.conftest import SAMPLE_JPEG
-from tests.test_runtimes import export_tiny_unet
+from tests.conftest import SAMPLE_JPEG, map_in_threads
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -34,9 +32,8 @@ def photo():
 
 
 @pytest.fixture(scope="module")
-def unet(tmp_path_factory):
-    path, _, meta = export_tiny_unet(tmp_path_factory.mktemp("rec"))
-    return path, meta
+def unet(tiny_unet):
+    return tiny_unet[0], tiny_unet[2]
 
 
 @pytest.fixture(scope="module")
@@ -245,16 +242,7 @@ def test_threads_get_the_serial_results(unet, photo):
     crops = [np.ascontiguousarray(photo.srgb[i * 20:i * 20 + 90, i * 30:i * 30 + 130]) for i in range(8)]
     with Reconstructor.open(unet[0], tile=64, overlap=16, threads=1) as rec:
         serial = [rec(c, exif=photo.exif).bayer for c in crops]
-        results = [None] * len(crops)
-
-        def work(i):
-            results[i] = rec(crops[i], exif=photo.exif).bayer
-
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(crops))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = map_in_threads(lambda c: rec(c, exif=photo.exif).bayer, crops)
     for a, b in zip(serial, results):
         np.testing.assert_array_equal(a, b)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from rawedge.runtimes.tensorrt import (
 
 from rawedge.errors import RawedgeError
 from rawedge.model_meta import ModelMeta
+from tests.conftest import map_in_threads
 
 TINY_UNET = {"width": 4, "depth": 2}
 
@@ -56,8 +56,8 @@ def contract_feed(n: int = 2, size: int = 32, seed: int = 0) -> dict[str, np.nda
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return export_tiny_unet(tmp_path_factory.mktemp("models"))
+def model(tiny_unet):
+    return tiny_unet
 
 
 @pytest.fixture(scope="module")
@@ -201,16 +201,7 @@ def test_openvino_runner_serves_threads(model):
     feeds = [contract_feed(n=1, seed=i) for i in range(6)]
     with open_runner(model[0], "openvino", threads=1) as runner:
         serial = [runner.infer(f)["raw"] for f in feeds]
-        results = [None] * len(feeds)
-
-        def work(i):
-            results[i] = runner.infer(feeds[i])["raw"]
-
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(feeds))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = map_in_threads(lambda f: runner.infer(f)["raw"], feeds)
     for a, b in zip(serial, results):
         np.testing.assert_array_equal(a, b)
 

@@ -68,9 +68,9 @@ def test_global_tone_does_not_depend_on_the_tile():
 @pytest.mark.filterwarnings("ignore")  # the TorchScript exporter's deprecation and tracer notes
 def test_toned_unet_exports_with_exif_facts(tmp_path):
     import onnxruntime as ort
+    from rawedge.export import export_checkpoint
 
     from rawedge.checkpoint import load_checkpoint
-    from rawedge.export import export_checkpoint
     from tests.test_export import random_feed, save_tiny, torch_run
 
     ckpt = save_tiny(tmp_path / "toned.pt", "unet", **TONED)
