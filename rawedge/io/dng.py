@@ -18,6 +18,7 @@ from rawedge.io.exif import (
     TAG_MAKE,
     TAG_MODEL,
     TAG_ORIENTATION,
+    light_source_code,
     rational,
 )
 from rawedge.types import SRGB_TO_XYZ, RawImage
@@ -94,8 +95,8 @@ def dng_tags(raw: RawImage) -> list[tuple]:
             tags.append((tag, "2I", 1, pair, True))
     if _exif_rational(exif.iso, 1):
         tags.append((TAG_ISO, "H", 1, int(min(max(round(exif.iso), 1), 65535)), True))
-    if isinstance(exif.light_source, int) and not isinstance(exif.light_source, bool) and 0 < exif.light_source <= 255:
-        tags.append((TAG_LIGHT_SOURCE, "H", 1, int(exif.light_source), True))
+    if light_source_code(exif.light_source):
+        tags.append((TAG_LIGHT_SOURCE, "H", 1, light_source_code(exif.light_source), True))
     return tags
 
 

@@ -84,7 +84,7 @@ def _orientation(value) -> int | None:
     return v if 1 <= v <= 8 else None
 
 
-def _light_source(value) -> int | None:
+def light_source_code(value) -> int | None:
     """EXIF LightSource as an int code; 0 ("unknown") and anything malformed become None."""
     if isinstance(value, (tuple, list)) and len(value) == 1:
         value = value[0]
@@ -104,7 +104,7 @@ def exif_from_tags(tags: dict[int, object]) -> Exif:
         model=_text(tags.get(TAG_MODEL)),
         orientation=_orientation(tags.get(TAG_ORIENTATION)),
         datetime=_text(tags.get(TAG_DATETIME_ORIGINAL) or tags.get(TAG_DATETIME)),
-        light_source=_light_source(tags.get(TAG_LIGHT_SOURCE)),
+        light_source=light_source_code(tags.get(TAG_LIGHT_SOURCE)),
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rawedge.io.exif import light_source_code
 from rawedge.types import CameraProfile, Exif
 
 # EXIF LightSource code -> (name, correlated colour temperature in K). Codes with no meaningful
@@ -66,8 +67,8 @@ def illuminant_gains(xyz_to_cam, cct: float) -> np.ndarray:
 
 
 def light_source_of(exif: Exif | None) -> tuple[str, float] | None:
-    code = getattr(exif, "light_source", None) if exif is not None else None
-    return LIGHT_SOURCES.get(code) if isinstance(code, int) and not isinstance(code, bool) else None
+    code = light_source_code(getattr(exif, "light_source", None)) if exif is not None else None
+    return LIGHT_SOURCES.get(code) if code is not None else None
 
 
 def estimate_wb(profile: CameraProfile, exif: Exif | None = None) -> tuple[np.ndarray, str]:
