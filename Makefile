@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 OUT ?= demo-output
 
-.PHONY: demo test install install-dev fuzz lint clean
+.PHONY: demo test install install-dev fuzz lint clean interop
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,16 @@ demo: $(VENV)/.installed
 	@echo "== the DNG: $(OUT)/boxes_s40.dng"
 	$(VENV)/bin/rawedge info $(OUT)/boxes_s40.dng
 
+# tests/test_dng_validate.py builds Adobe's dng_validate once into ~/.cache/rawedge/dng_validate (about 10 s
+# with g++ and libjxl-dev headers; -rs prints why it skips where it cannot).
 test: $(VENV)/.installed-dev
-	$(VENV)/bin/pytest -n 2 -q
+	$(VENV)/bin/pytest -n 2 -q -rs
+
+# DNG interoperability (README "Formats"): installs darktable and RawTherapee (apt-get) if missing, renders the
+# DNG corpus with Adobe's dng_validate -tif, darktable-cli, rawtherapee-cli and LibRaw; contact sheet in
+# docs/interop.png, report in runs/interop/report.json. About 1 min on 2 cores once installed.
+interop: $(VENV)/.installed-dev
+	$(PY) -m interop.run --install
 
 # The long fuzz run (README "Robustness"): FUZZ_CASES hypothesis cases per target, each in an isolated
 # worker with a memory limit and a time bound; report in runs/fuzz/report.json. About 20 min on 2 cores.

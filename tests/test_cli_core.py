@@ -32,7 +32,8 @@ def test_sample_unprocess_then_info(tmp_path):
     import rawpy
 
     with rawpy.imread(str(tmp_path / "s.dng")) as raw:
-        assert raw.raw_image_visible.shape == (600, 800)
+        assert raw.raw_image_visible.shape == (616, 816)  # the DNG's 8 px crop margin (rawedge.io.dng)
+        assert (raw.sizes.crop_height, raw.sizes.crop_width) == (600, 800)
 
 
 def test_render_and_profile(canon_raw, tmp_path):

@@ -100,10 +100,17 @@ def _to_raw_image(raw, path: Path, data: bytes) -> RawImage:
     if raw.num_colors != 3 and raw.num_colors != 4:
         raise ValueError(f"{raw.num_colors}-colour sensor is not supported")
     cfa = _cfa_string(raw)
-    bayer = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
+    bayer = np.asarray(raw.raw_image_visible)
+    pattern = np.asarray(raw.raw_pattern)
+    top, left, height, width = _dng_default_crop(raw, path, bayer.shape)
+    if (top, left) != (0, 0) or (height, width) != bayer.shape:  # a DNG's crop margin (rawedge writes 8 px)
+        bayer = bayer[top:top + height, left:left + width]
+        pattern = np.roll(pattern, (-(top % 2), -(left % 2)), axis=(0, 1))
+        desc = raw.color_desc.decode("ascii", "replace")
+        cfa = "".join(desc[int(i)] for i in pattern.flatten())
+    bayer = np.array(bayer, dtype=np.uint16, copy=True)
     if bayer.ndim != 2 or min(bayer.shape) < 2:
         raise ValueError("no Bayer mosaic in this file (linear or tiny RAW)")
-    pattern = np.asarray(raw.raw_pattern)
     per_channel = np.asarray(raw.black_level_per_channel, dtype=np.float64)
     black = np.array([per_channel[int(c)] for c in pattern.flatten()], dtype=np.float64)
     white = float(raw.white_level)
@@ -131,6 +138,26 @@ def _to_raw_image(raw, path: Path, data: bytes) -> RawImage:
     fit_wb_prior(profile, [gains])
     return RawImage(bayer=bayer, cfa=cfa, black_level=black, white_level=white, as_shot_neutral=neutral,
                     profile=profile, exif=exif, source=str(path))
+
+
+def _dng_default_crop(raw, path: Path, shape) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a DNG's DefaultCrop within LibRaw's visible area (the whole area for
+    other RAWs and for crops LibRaw does not report or that do not fit)."""
+    full = (0, 0, int(shape[0]), int(shape[1]))
+    sizes = raw.sizes
+    crop = tuple(int(getattr(sizes, k, 0) or 0)
+                 for k in ("crop_top_margin", "crop_left_margin", "crop_height", "crop_width"))
+    top, left, height, width = crop
+    if height < 2 or width < 2 or top + height > shape[0] or left + width > shape[1] or crop == full:
+        return full
+    try:
+        import tifffile
+
+        with quiet_tifffile(), tifffile.TiffFile(path) as tif:
+            is_dng = 50706 in tif.pages[0].tags  # DNGVersion
+    except Exception:
+        is_dng = False
+    return crop if is_dng else full
 
 
 def _as_shot_gains(raw) -> np.ndarray:

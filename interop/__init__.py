@@ -1,0 +1,1 @@
+"""DNG interoperability checks (``make interop``): rawedge DNGs through Adobe's SDK, darktable, RawTherapee, LibRaw."""
