@@ -27,6 +27,7 @@ CONVENTIONS = {
     "tiling": "whole images, tiles of `tile` pixels overlapping by `overlap`, linear blending",
 }
 _MAP_SIZE = 384  # longest side of the heat maps kept for the figure
+SIGMA_SAMPLES = 20_000  # (sigma, error) pairs kept per image for the confidence calibration
 
 
 def load_model(spec: str, device):
@@ -63,11 +64,15 @@ def score_image(model, analytic, item: dict, edits, device, tile: int, overlap: 
 
     inputs = {k: item[k][None].to(device) for k in INPUT_NAMES}
     target = item["raw"][None].to(device)
-    preds = {"model": predict_full(model, inputs, tile=tile, overlap=overlap)["raw"],
-             "analytic": predict_full(analytic, inputs, tile=max(tile, 2048), overlap=0)["raw"]}
+    full = predict_full(model, inputs, tile=tile, overlap=overlap)
+    preds = {"model": full["raw"], "analytic": predict_full(analytic, inputs, tile=max(tile, 2048), overlap=0)["raw"]}
     scores = {name: {"raw": raw_metrics(p[0].cpu().numpy(), item["raw"].numpy()), "srgb": {}}
               for name, p in preds.items()}
     maps = {f"raw_error_{name}": _small((p[0] - target[0]).abs().mean(0).cpu().numpy()) for name, p in preds.items()}
+    if "sigma" in full:  # a subsample of (predicted sigma, observed error) pairs for the calibration table
+        sigma, error = full["sigma"][0].cpu().numpy().ravel(), (full["raw"][0] - target[0]).cpu().numpy().ravel()
+        pick = np.random.default_rng(0).choice(sigma.size, min(sigma.size, SIGMA_SAMPLES), replace=False)
+        maps["sigma_pairs"] = np.stack([sigma[pick], error[pick]])
     names = list(preds)
     stack = torch.cat([target, *preds.values()])  # one rendering call per edit for truth and predictions
     wb, cam2rgb = inputs["wb"].expand(len(stack), 3), inputs["cam2rgb"].expand(len(stack), 3, 3)
@@ -83,9 +88,12 @@ def score_image(model, analytic, item: dict, edits, device, tile: int, overlap: 
 
 
 def _mean_scores(rows: list[dict]) -> dict:
-    """Mean of per-image {"raw": {...}, "srgb": {edit: {...}}} dicts."""
+    """Mean of per-image {"raw": {...}, "srgb": {edit: {...}}} dicts (and the median absolute exposure
+    error, the number the exposure target is stated in)."""
     out = {"n": len(rows), "raw": {k: float(np.mean([r["raw"][k] for r in rows])) for k in rows[0]["raw"]},
            "srgb": {}}
+    if "exposure_stops" in rows[0]["raw"]:
+        out["raw"]["exposure_abs_median_stops"] = float(np.median([abs(r["raw"]["exposure_stops"]) for r in rows]))
     for edit in rows[0]["srgb"]:
         keys = [k for k in rows[0]["srgb"][edit] if k != "delta_e_stride"]
         out["srgb"][edit] = {k: float(np.mean([r["srgb"][edit][k] for r in rows])) for k in keys}
@@ -118,7 +126,7 @@ def evaluate(model_spec: str, data_dir: str | os.PathLike, split: str = "val", k
     dataset = PairDataset(data_dir, split, crop=None, kinds=kinds, cache=False)  # one image in memory
     count = len(dataset.samples) if not max_samples else min(max_samples, len(dataset.samples))
     edits = fixed_edits()
-    images, worst = [], None
+    images, worst, sigma_pairs = [], None, []
     with torch.no_grad():
         for j in range(count):
             sample = dataset.samples[j]
@@ -126,6 +134,8 @@ def evaluate(model_spec: str, data_dir: str | os.PathLike, split: str = "val", k
                 on_step(sample.id)
             scores, maps = score_image(model, analytic, dataset.full_item(j, center_crop=center_crop), edits, dev,
                                        tile, overlap)
+            if "sigma_pairs" in maps:
+                sigma_pairs.append(maps.pop("sigma_pairs"))
             images.append({"id": sample.id, "kind": sample.kind, "camera": sample.camera, "source": sample.source,
                            "size": [sample.height, sample.width], **scores})
             if worst is None or scores["model"]["raw"]["psnr"] < worst["psnr"]:
@@ -138,6 +148,13 @@ def evaluate(model_spec: str, data_dir: str | os.PathLike, split: str = "val", k
               "edits": [e.to_dict() for e in edits],
               "summary": _aggregate(images, None)["all"], "by_kind": _aggregate(images, "kind"),
               "by_camera": _aggregate(images, "camera"), "worst_image": worst["id"], "images": images}
+    if sigma_pairs:
+        from rawedge.training.metrics import sigma_calibration
+
+        pairs = np.concatenate(sigma_pairs, axis=1)
+        report["confidence"] = {"deciles": sigma_calibration(pairs[0], pairs[1]),
+                                "convention": "pixels pooled over images (a fixed random subsample of "
+                                              f"{SIGMA_SAMPLES} per image); bins are deciles of predicted sigma"}
     return report, worst
 
 

@@ -223,6 +223,9 @@ class RawImage:
     profile: CameraProfile
     exif: Exif = field(default_factory=Exif)
     source: str | None = None
+    # HxW float32: a model's predicted standard deviation of the normalised RAW error per photosite (its
+    # confidence map), when asked for and the model has one (runtimes.Reconstructor(confidence=True)).
+    sigma: np.ndarray | None = None
 
     def normalized(self) -> np.ndarray:
         """float32 in [0, 1]: (raw - black) / (white - black) per CFA position, clipped."""

@@ -26,7 +26,7 @@ from rawedge.errors import RawedgeError
 from rawedge.isp.illuminant import estimate_wb
 from rawedge.isp.ops import cfa_offsets, unpack
 from rawedge.model_meta import ModelMeta
-from rawedge.profiles import bundled_profiles, match_profile
+from rawedge.profiles import bundled_profiles, resolve_profile
 from rawedge.types import CameraProfile, Exif, Photo, RawImage
 
 from .base import Runner
@@ -186,36 +186,41 @@ class Reconstructor:
         """Profiles usable by name: the bundled ones, overridden by those embedded in the model."""
         return {**self._bundled, **self._embedded}
 
-    def choose_profile(self, exif: Exif | None = None, profile: CameraProfile | None = None
-                       ) -> tuple[CameraProfile, str]:
-        """(profile, how): given > the model's embedded profile for the EXIF model > a bundled one >
-        the model's 'generic' profile > CameraProfile.generic()."""
+    def choose_profile(self, exif: Exif | None = None, profile: CameraProfile | None = None,
+                       camera: str | None = None) -> tuple[CameraProfile, str]:
+        """(profile, how): given > ``camera`` by name > the model's embedded profile for the EXIF model >
+        a bundled one > the camera database > the model's 'generic' profile > CameraProfile.generic()
+        (the policy is :func:`rawedge.profiles.resolve_profile`)."""
         if profile is not None:
             return profile, "given"
-        exif = exif or Exif()
-        found = match_profile(exif, self._embedded)
-        if found:
-            return found, f"model profile for {exif.model}"
-        found = match_profile(exif, self._bundled)
-        if found:
-            return found, f"bundled profile for {exif.model}"
-        if "generic" in self._embedded:
-            return self._embedded["generic"], "model's generic profile"
-        return CameraProfile.generic(), "generic"
+        found, _, how = resolve_profile(exif, camera=camera, profiles=self._bundled, embedded=self._embedded)
+        return found, how
 
     # --- reconstruction ----------------------------------------------------------------------------
+    @property
+    def has_confidence(self) -> bool:
+        """Whether the model predicts its own error (a ``sigma`` output, DESIGN.md)."""
+        return "sigma" in self.runner.output_names
+
     def __call__(self, srgb: np.ndarray, exif: Exif | None = None, profile: CameraProfile | None = None,
-                 wb=None, progress=None) -> RawImage:
+                 wb=None, progress=None, confidence: bool = False) -> RawImage:
         """HxWx3 sRGB (uint8, uint16, or float in [0,1]) -> RawImage of the same HxW in the camera's
         CFA phase. ``wb``: [R,G,B] gains (default: :func:`rawedge.isp.illuminant.estimate_wb`, the profile's
         typical gains shifted to the EXIF light source when there is one). ``progress``:
-        called as progress(tiles_done, tiles_total)."""
+        called as progress(tiles_done, tiles_total). ``confidence``: also fill ``RawImage.sigma``, the
+        model's predicted error per photosite (normalised RAW units; costs 4 more bytes per pixel)."""
         srgb = check_photo(srgb)
+        if confidence and not self.has_confidence:
+            raise RawedgeError(self.runner.model_path, "this model has no confidence output ('sigma'); "
+                                                       "use a model trained with confidence: true")
         exif = exif or Exif()
         profile, _ = self.choose_profile(exif, profile)
         gains = estimate_wb(profile, exif)[0] if wb is None else check_wb(wb)
-        frame, acc, sums = self._run_tiles(srgb, exif, profile, gains, progress)
-        return self._to_raw(acc, sums, frame, profile, gains, exif)
+        frame, acc, sums, sig = self._run_tiles(srgb, exif, profile, gains, progress, confidence)
+        raw = self._to_raw(acc, sums, frame, profile, gains, exif)
+        if sig is not None:
+            raw.sigma = self._unpack_to_photo(sig, sums, frame)
+        return raw
 
     def reconstruct_photo(self, photo: Photo, **kwargs) -> RawImage:
         raw = self(photo.srgb, exif=photo.exif, **kwargs)
@@ -227,7 +232,7 @@ class Reconstructor:
         consts.update(canonical_inputs(profile.cam2rgb(), gains))
         return {k: v.astype(np.float32) for k, v in consts.items() if k in self._input_names}
 
-    def _run_tiles(self, srgb, exif, profile, gains, progress):
+    def _run_tiles(self, srgb, exif, profile, gains, progress, confidence: bool = False):
         h, w = srgb.shape[:2]
         frame = Frame.for_photo(h, w, cfa_offsets(profile.cfa)["R"], self.align, min_size=self.static_tile or 0)
         grid = TileGrid.plan(frame, self.tile or max(frame.height, frame.width), self.overlap)
@@ -242,6 +247,7 @@ class Reconstructor:
 
             mask = packed_mask_by_strips(read_rows, frame.height, frame.width, f.threshold, f.mode, f.feather_radius)
         acc = np.zeros((4, frame.height // 2, frame.width // 2), dtype=np.float32)
+        sig = np.zeros_like(acc) if confidence else None
         positions = list(grid.positions())
         for start in range(0, len(positions), self.batch):
             chunk = positions[start:start + self.batch]
@@ -257,9 +263,11 @@ class Reconstructor:
                                     mask[py:py + ph, px:px + pw])
                 weight = grid.window_y(i)[:, None] * grid.window_x(j)[None, :]
                 acc[:, py:py + ph, px:px + pw] += tile_raw * weight
+                if sig is not None:
+                    sig[:, py:py + ph, px:px + pw] += out["sigma"][k] * weight
             if progress is not None:
                 progress(min(start + self.batch, len(positions)), len(positions))
-        return frame, acc, grid.weight_sums(frame)
+        return frame, acc, grid.weight_sums(frame), sig
 
     def _infer(self, tiles: np.ndarray, consts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(tiles)
@@ -275,6 +283,13 @@ class Reconstructor:
                 raise RawedgeError(self.runner.model_path, f"output {name!r} has shape {out[name].shape}, "
                                                            f"expected {expected} (packed RGGB at half the tile size)")
         return {k: v[:n] for k, v in out.items()}
+
+    @staticmethod
+    def _unpack_to_photo(acc, sums, frame: Frame) -> np.ndarray:
+        """A blended packed map -> HxW float32 per photosite, cropped like the RAW."""
+        sy, sx = sums
+        packed = acc / (sy[:, None] * sx[None, :])
+        return np.ascontiguousarray(unpack(packed, "RGGB")[frame.dy:frame.dy + frame.h, frame.dx:frame.dx + frame.w])
 
     def _to_raw(self, acc, sums, frame: Frame, profile, gains, exif) -> RawImage:
         """Normalise the blend, unpack RGGB on the frame, crop back to the photo (camera CFA phase at the

@@ -114,7 +114,7 @@ def render(raw_file, output, quality, bright, gamma):
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="DNG to write (default: PHOTO.dng).")
 @click.option("--like", type=click.Path(dir_okay=False), help="A RAW file of the same camera: its profile and WB.")
 @click.option("--camera-profile", type=click.Path(dir_okay=False), help="Camera profile JSON (rawedge profile).")
-@click.option("--camera", help="Name of a bundled camera profile.")
+@click.option("--camera", help="Name of a bundled or camera-database profile (rawedge profile list).")
 @click.option("--max-pixels", type=click.IntRange(1),
               help="Refuse photos larger than this many pixels (default 120 MP, or $RAWEDGE_MAX_PIXELS).")
 def unprocess(photo_file, output, like, camera_profile, camera, max_pixels):
@@ -144,15 +144,39 @@ def unprocess(photo_file, output, like, camera_profile, camera, max_pixels):
         part = RawImage.from_normalized(analytic_unprocess(strip, profile, gains), profile, gains, photo.exif)
         bayer[r0:r0 + UNPROCESS_STRIP_ROWS] = part.bayer
     raw = dataclasses.replace(part, bayer=bayer)
-    write_dng(out, raw)
+    write_dng(out, raw, preview=photo.srgb)
     click.echo(f"wrote {out}: {w}x{h} {profile.cfa} mosaic, profile {profile.name} ({how})")
 
 
-@click.command()
+class _DefaultCommandGroup(click.Group):
+    """A group whose first argument, when it names no subcommand, goes to ``default_command``: so
+    ``rawedge profile RAW -o out.json`` keeps working beside ``rawedge profile list`` and ``show``."""
+
+    default_command = "build"
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultCommandGroup)
+def profile():
+    """Camera profiles: build one from RAW files, or list and show the known ones.
+
+    \b
+    Example:  rawedge profile CRW_0304.CRW -o g2.json       # from a RAW file (or a folder of them)
+              rawedge profile list nikon                     # bundled and camera-database profiles
+              rawedge profile show "Nikon D850"              # one of them as JSON
+    """
+
+
+@profile.command("build")
 @click.argument("raw_path", type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="JSON to write.")
-def profile(raw_path, output):
+def profile_build(raw_path, output):
     """Camera profile(s) from a RAW file, or from a folder of RAW files (one per camera, WB prior fitted).
+    The default subcommand: ``rawedge profile RAW_OR_DIR -o profile.json``.
 
     \b
     Example:  rawedge profile CRW_0304.CRW -o g2.json
@@ -171,3 +195,46 @@ def profile(raw_path, output):
         p = CameraProfile.from_raw(raw_path)
         p.save(output)
         click.echo(f"wrote {output}: profile {p.name}")
+
+
+@profile.command("list")
+@click.argument("pattern", required=False)
+def profile_list(pattern):
+    """Known camera profiles (bundled, then the camera database from LibRaw's table) whose name contains
+    every word of PATTERN (any case): name, black and white level, source.
+
+    \b
+    Example:  rawedge profile list "eos 5d"
+    """
+    from rawedge import cameradb
+    from rawedge.profiles import bundled_profiles
+
+    words = (pattern or "").lower().split()
+    rows = [(p.name, p.black_level[0], p.white_level, "bundled (fitted on RAW files)")
+            for p in bundled_profiles().values() if all(w in p.name.lower() for w in words)]
+    defaulted = False
+    for entry in cameradb.search(pattern):
+        p = cameradb.to_profile(entry)
+        mark = "" if entry.white else "*"
+        defaulted |= not entry.white
+        rows.append((p.name, p.black_level[0], f"{p.white_level:.0f}{mark}", "LibRaw table"))
+    width = max([len(r[0]) for r in rows] + [4])
+    click.echo(f"{'name':<{width}}  {'black':>5}  {'white':>6}  source")
+    for name, black, white, source in rows:
+        white = f"{white:.0f}" if isinstance(white, float) else white
+        click.echo(f"{name:<{width}}  {black:>5.0f}  {white:>6}  {source}")
+    click.echo(f"{len(rows)} camera profiles" + (f" matching {pattern!r}" if pattern else "")
+               + ("; * white level not in the table (a default by maker)" if defaulted else ""))
+
+
+@profile.command("show")
+@click.argument("name")
+def profile_show(name):
+    """One known camera profile (bundled or camera database, any case) as JSON.
+
+    \b
+    Example:  rawedge profile show "Nikon D850" > d850.json
+    """
+    from rawedge.profiles import bundled_profiles, named_profile
+
+    click.echo(json.dumps(named_profile(name, bundled_profiles()).to_dict(), indent=2))

@@ -91,11 +91,32 @@ def write_mosaic_npy(path, raw) -> None:
         np.save(tmp, raw.normalized())
 
 
-def write_result(path: Path, raw, fmt: str) -> None:
+CONFIDENCE_SUFFIX = ".confidence.png"
+
+
+def confidence_path(target: Path) -> Path:
+    """Where ``--confidence`` puts the map of ``target`` (``photo.dng`` -> ``photo.confidence.png``)."""
+    return target.with_name(target.stem + CONFIDENCE_SUFFIX)
+
+
+def write_confidence(path: Path, sigma: np.ndarray) -> None:
+    """16-bit grey PNG, one value per photosite: the predicted standard deviation of the RAW error in
+    units of 1/65535 of the sensor range (white - black), so 0 is certain and 655 is 1 % of full scale."""
+    from PIL import Image
+
+    from rawedge.io.atomic import atomic_output
+
+    levels = np.round(np.clip(sigma, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    with atomic_output(path, suffix=".png") as tmp:
+        Image.fromarray(levels).save(tmp, format="PNG")
+
+
+def write_result(path: Path, raw, fmt: str, preview: np.ndarray | None = None) -> None:
+    """``preview``: the input photo, for the DNG's thumbnail."""
     if fmt == "dng":
         from rawedge.io.dng import write_dng
 
-        write_dng(path, raw)
+        write_dng(path, raw, preview=preview)
     elif fmt == "tiff":
         write_linear_tiff(path, raw)
     else:
@@ -119,22 +140,27 @@ def _failure_reason(exc: BaseException) -> str:
 @click.option("--overlap", type=int, help="Tile overlap in pixels (default: the model's).")
 @click.option("--batch", type=click.IntRange(1), default=4, show_default=True, help="Tiles per inference call.")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="Inference threads (default: all cores).")
-@click.option("--camera", help="Name of a camera profile (embedded in the model or bundled).")
+@click.option("--camera", help="Name of a camera profile (embedded in the model, bundled, or in the camera database).")
 @click.option("--like", type=click.Path(dir_okay=False), help="A RAW file of the same camera: its profile and white balance.")
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="dng", show_default=True,
-              help="dng: CFA DNG; tiff: 16-bit linear camera RGB (demosaiced); npy: float32 mosaic in [0,1].")
+              help="dng: CFA DNG with EXIF, colour data and a thumbnail; tiff: 16-bit linear camera RGB (bilinear "
+                   "demosaic, not white-balanced, camera primaries; no orientation, EXIF or colour tags: for analysis, "
+                   "not viewing); npy: float32 mosaic in [0,1].")
 @click.option("-o", "--output", type=click.Path(), help="Output file (one photo) or directory (default: beside each photo).")
 @click.option("--keep-going", is_flag=True, help="After a failed photo, go on with the others (default: stop).")
 @click.option("--max-pixels", type=click.IntRange(1),
               help="Refuse photos larger than this many pixels (default 120 MP, or $RAWEDGE_MAX_PIXELS).")
+@click.option("--confidence", is_flag=True,
+              help="Also write OUTPUT.confidence.png: the model's predicted RAW error per photosite, 16-bit, in "
+                   "1/65535 of the sensor range (needs a model with a confidence output).")
 def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads, camera, like, fmt, output,
-          keep_going, max_pixels):
+          keep_going, max_pixels, confidence):
     """Convert photos to camera RAW with an exported model (ONNX Runtime, OpenVINO or TensorRT).
 
     PHOTOS are JPEG/PNG/TIFF files or directories of them. Photos are cut into overlapping tiles, run in
-    batches and blended; each result has the photo's size, its camera's CFA phase and its EXIF.
+    batches and blended; each result has the photo's size and its camera's CFA phase (a DNG also its EXIF).
     Camera profile: --like RAW, --camera NAME, else the photo's EXIF model among the model's and the
-    bundled profiles, else generic. A failed photo leaves no output file; the summary lists failures
+    bundled profiles, then the camera database (rawedge profile list), else generic. A failed photo leaves no output file; the summary lists failures
     and the exit status is 1 if any photo failed.
 
     \b
@@ -156,9 +182,14 @@ def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads,
     model = Path(model_path) if model_path else default_model_path()
     rec = Reconstructor.open(model, runtime=runtime, precision=precision, tile=tile, overlap=overlap, batch=batch,
                              threads=threads)
+    if confidence and not rec.has_confidence:
+        rec.close()
+        raise RawedgeError(model, "--confidence: this model has no confidence output ('sigma')")
     fixed = None
-    if like or camera:  # the same for every photo: resolve (and fail) once, before any work
-        fixed = resolve_profile(Exif(), like=like, camera=camera, profiles=rec.known_profiles())
+    if like:  # the same for every photo: resolve (and fail) once, before any work
+        fixed = resolve_profile(Exif(), like=like)
+    elif camera:
+        rec.choose_profile(Exif(), camera=camera)  # an unknown name fails once, before any work
     console = Console(stderr=True)
     done, failures = [], []
     with rec, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -172,13 +203,20 @@ def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads,
                 if fixed:
                     profile, gains, how = fixed
                 else:
-                    (profile, how), gains = rec.choose_profile(photo.exif), None
+                    (profile, how), gains = rec.choose_profile(photo.exif, camera=camera), None
                 if gains is None:
                     gains, wb_how = estimate_wb(profile, photo.exif)
                     how = f"{how}; {wb_how}"
-                raw = rec.reconstruct_photo(photo, profile=profile, wb=gains,
+                raw = rec.reconstruct_photo(photo, profile=profile, wb=gains, confidence=confidence,
                                             progress=lambda d, t: progress.update(tiles_task, completed=d, total=t))
-                write_result(target, raw, fmt)
+                if confidence:
+                    write_confidence(confidence_path(target), raw.sigma)
+                try:
+                    write_result(target, raw, fmt, preview=photo.srgb)
+                except BaseException:
+                    if confidence:  # no half result: the map goes with its DNG
+                        confidence_path(target).unlink(missing_ok=True)
+                    raise
             except Exception as exc:  # noqa: BLE001 - reported per photo in the summary
                 if not many and isinstance(exc, RawedgeError):
                     raise  # one photo: the usual one-line error
@@ -191,7 +229,8 @@ def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads,
             finally:
                 progress.advance(files_task)
     for target, (h, w), cfa, name, how in done:
-        click.echo(f"wrote {target}: {w}x{h} {cfa} mosaic, profile {name} ({how})")
+        click.echo(f"wrote {target}: {w}x{h} {cfa} mosaic, profile {name} ({how})"
+                   + (f"; confidence map {confidence_path(target)}" if confidence else ""))
     if failures:
         skipped = len(files) - len(done) - len(failures)
         click.echo(f"rawedge: {len(failures)} of {len(files)} photos failed"

@@ -20,7 +20,7 @@ from rawedge.errors import RawedgeError
 MANIFEST_NAME = "manifest.json"
 FORMAT = "rawedge-pairs"
 FORMAT_VERSION = 1
-KINDS = ("libraw", "camera_jpeg", "synthetic")
+KINDS = ("libraw", "camera_jpeg", "synthetic", "engine", "crosscam", "libraw_default")  # the last three: rawedge.data.mix
 SPLITS = ("train", "val")
 
 

@@ -9,6 +9,15 @@ Two options bring in what ParamISP learns globally, at almost no cost per pixel:
   prior (``prior' = gain * prior ** gamma``, identity at initialisation) before the U-Net sees it, so
   image-wide brightness and tone departures (a camera's or editor's exposure and curve) are corrected
   multiplicatively instead of by an additive residual.
+* ``prior_stats``: explicit, camera-independent exposure facts of the analytic prior of the thumbnail
+  (log mean, log geometric mean, log of the brightest 8x8 block, clipped and dark fractions of the
+  photo) join the global vector. A CNN could learn them, but from a few cameras it learns camera
+  identities instead; these facts mean the same on every camera (see :func:`prior_statistics`).
+* ``confidence``: the model refines its analytic prior with a per-pixel gate and says how sure it is.
+  ``raw = prior + alpha * (refined - prior)`` with ``alpha`` in (0, 1) learned per packed pixel, so where
+  the network has nothing reliable to add the output stays at the analytic inverse; and an extra output
+  ``sigma`` [N,4,H/2,W/2] (DESIGN.md), the predicted standard deviation of the RAW error, trained with a
+  Gaussian likelihood on the detached error (rawedge.losses.confidence) and blended by the runtimes.
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rawedge.isp import torch_ops as T
 from rawedge.models.base import ReverseISP, analytic_packed
 from rawedge.models.paramisp import EXIF_FACTS, ParamNet
 from rawedge.models.registry import register_model
@@ -26,6 +36,30 @@ from rawedge.models.registry import register_model
 def conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
                          nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(0.2, inplace=True))
+
+
+PRIOR_STATS = 5
+TONE_LIMIT = 3.0  # |log gain| and |log gamma| of the global tone: e^3 = 20x, far beyond any real rendering
+SIGMA_SCALE = 0.02  # sigma at initialisation (normalised RAW units); the head learns log-multiples of it
+
+
+def prior_statistics(thumb: torch.Tensor, wb: torch.Tensor, rgb2cam: torch.Tensor) -> torch.Tensor:
+    """[N, 5] exposure facts of a photo from its thumbnail [N,3,S,S] (S divisible by 8): log2 of the
+    analytic prior's mean, its geometric mean and its brightest 8x8 block (camera-space green), and the
+    fractions of thumbnail pixels that are clipped (max channel > 0.98) and near black (< 0.02).
+
+    Example: ``prior_statistics(torch.rand(1, 3, 256, 256), torch.ones(1, 3), torch.eye(3)[None])``."""
+    if thumb.ndim != 4 or thumb.shape[1] != 3 or thumb.shape[2] % 8 or thumb.shape[3] % 8:
+        raise ValueError(f"thumb must be [N,3,S,S] with S divisible by 8, got {tuple(thumb.shape)}")
+    cam = T.apply_ccm(T.srgb_to_linear(thumb.clamp(0.0, 1.0)), rgb2cam)
+    green = (cam[:, 1:2] / T.libraw_gains(wb)[:, 1:2, None, None]).clamp(1e-4, 1.0)
+    mean = green.mean(dim=(1, 2, 3))
+    geo = torch.log2(green).mean(dim=(1, 2, 3))
+    bright = F.avg_pool2d(green, 8).amax(dim=(1, 2, 3))
+    peak = thumb.amax(dim=1)
+    clipped = (peak > 0.98).float().mean(dim=(1, 2))
+    dark = (peak < 0.02).float().mean(dim=(1, 2))
+    return torch.stack([torch.log2(mean), geo, torch.log2(bright), clipped, dark], dim=1)
 
 
 class ThumbEncoder(nn.Module):
@@ -46,11 +80,15 @@ class ThumbEncoder(nn.Module):
 
 @register_model("unet")
 class UNet(ReverseISP):
-    default_config: ClassVar[dict] = {"width": 16, "depth": 3, "exif_dim": 0, "global_tone": False, "exif_dropout": 0.2}
+    default_config: ClassVar[dict] = {"width": 16, "depth": 3, "exif_dim": 0, "global_tone": False, "exif_dropout": 0.2,
+                                      "prior_stats": False, "confidence": False}
 
     def __init__(self, width: int = 16, depth: int = 3, exif_dim: int = 0, global_tone: bool = False,
-                 exif_dropout: float = 0.2):
+                 exif_dropout: float = 0.2, prior_stats: bool = False, confidence: bool = False):
         super().__init__()
+        self.confidence = bool(confidence)
+        if self.confidence:
+            self.output_names = ("raw", "sigma")
         self.depth = depth
         self.align = 2 * 2**depth
         chans = [width * 2**i for i in range(depth + 1)]
@@ -60,13 +98,15 @@ class UNet(ReverseISP):
         self.thumb = ThumbEncoder(chans[-1])
         self.ups = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth)))
         self.dec = nn.ModuleList(conv_block(chans[i] * 2, chans[i]) for i in reversed(range(depth)))
-        self.tail = nn.Conv2d(chans[0], 4, 1)
+        self.tail = nn.Conv2d(chans[0], 4 + (5 if self.confidence else 0), 1)  # residual [+ gate, log-sigma]
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
         self.paramnet = ParamNet(exif_dim, exif_dropout, canonical=True) if exif_dim > 0 else None
         self.exif_proj = nn.Linear(exif_dim, chans[-1]) if exif_dim > 0 else None
         if exif_dim > 0:
             self.exif_facts = EXIF_FACTS  # the export embeds the equalisation constants
+        self.stats_proj = nn.Sequential(nn.Linear(PRIOR_STATS, chans[-1]), nn.LeakyReLU(0.2, inplace=True),
+                                        nn.Linear(chans[-1], chans[-1])) if prior_stats else None
         self.tone = nn.Linear(chans[-1], 8) if global_tone else None  # 4 log-gains, 4 log-gammas
         if self.tone is not None:
             nn.init.zeros_(self.tone.weight)
@@ -77,17 +117,20 @@ class UNet(ReverseISP):
         g = self.thumb(thumb)
         if self.paramnet is not None:
             g = g + self.exif_proj(self.paramnet(exif, wb, cam2rgb, rgb2cam))
+        if self.stats_proj is not None:
+            g = g + self.stats_proj(prior_statistics(thumb, wb, rgb2cam))
         return g
 
     def toned_prior(self, prior: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         if self.tone is None:
             return prior
-        t = self.tone(g)[:, :, None, None]
+        t = self.tone(g)[:, :, None, None].clamp(-TONE_LIMIT, TONE_LIMIT)  # finite gains and gammas
         return (torch.exp(t[:, :4]) * prior.clamp(min=1e-6).pow(torch.exp(t[:, 4:]))).clamp(0.0, 1.0)
 
     def forward(self, srgb, thumb, exif, wb, cam2rgb, rgb2cam):
         g = self.global_vector(thumb, exif, wb, cam2rgb, rgb2cam)
-        prior = self.toned_prior(analytic_packed(srgb, wb, rgb2cam), g)
+        analytic = analytic_packed(srgb, wb, rgb2cam)
+        prior = self.toned_prior(analytic, g)
         x = self.head(torch.cat([F.pixel_unshuffle(srgb, 2), prior], dim=1))
         skips = [x]
         for down, enc in zip(self.downs, self.enc):
@@ -96,4 +139,11 @@ class UNet(ReverseISP):
         x = x + g[:, :, None, None]
         for up, dec, skip in zip(self.ups, self.dec, reversed(skips[:-1])):
             x = dec(torch.cat([up(x), skip], dim=1))
-        return {"raw": (prior + self.tail(x)).clamp(0.0, 1.0)}
+        head = self.tail(x)
+        if not self.confidence:
+            return {"raw": (prior + head).clamp(0.0, 1.0)}
+        refined = prior + head[:, :4]
+        alpha = torch.sigmoid(head[:, 4:5] + 2.0)  # starts near 0.88: refinements pass until shown unreliable
+        raw = (analytic + alpha * (refined - analytic)).clamp(0.0, 1.0)
+        sigma = SIGMA_SCALE * torch.exp(6.0 * torch.tanh(head[:, 5:9] / 6.0))  # 5e-5..8, smooth (never stuck)
+        return {"raw": raw, "sigma": sigma, "alpha": alpha}

@@ -48,8 +48,41 @@ def delta_e2000(pred: np.ndarray, target: np.ndarray, max_pixels: int = DELTA_E_
     return float(np.mean(colour.delta_E(lab_p, lab_t, method="CIE 2000"))), stride
 
 
+CLIP_LEVEL = 0.98  # normalised RAW level above which a target pixel counts as saturated
+
+
+def exposure_error_stops(pred: np.ndarray, target: np.ndarray) -> float:
+    """log2(mean prediction / mean truth) over pixels unsaturated in the truth: how many stops the
+    reconstruction's exposure is off (positive: too bright). 0.0 when the truth is black or all clipped."""
+    p, t = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    valid = t < CLIP_LEVEL
+    tm, pm = float(t[valid].mean()) if valid.any() else 0.0, float(p[valid].mean()) if valid.any() else 0.0
+    return math.log2(max(pm, 1e-6) / tm) if tm > 1e-6 else 0.0
+
+
+def scale_invariant_psnr(pred: np.ndarray, target: np.ndarray) -> float:
+    """PSNR after the least-squares scalar gain on ``pred``: the error left once exposure is forgiven."""
+    p, t = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    denom = float(np.sum(p * p))
+    gain = float(np.sum(p * t)) / denom if denom > 0 else 1.0
+    return psnr(p * gain, t)
+
+
 def raw_metrics(pred: np.ndarray, target: np.ndarray) -> dict:
-    return {"psnr": psnr(pred, target), "ssim": raw_ssim(pred, target)}
+    return {"psnr": psnr(pred, target), "ssim": raw_ssim(pred, target), "si_psnr": scale_invariant_psnr(pred, target),
+            "exposure_stops": exposure_error_stops(pred, target)}
+
+
+def sigma_calibration(sigmas: np.ndarray, errors: np.ndarray, bins: int = 10) -> list[dict]:
+    """Observed RMS error against mean predicted sigma in each decile (``bins`` quantiles) of sigma:
+    a calibrated confidence has the two equal in every bin."""
+    s, e = np.asarray(sigmas, np.float64).ravel(), np.asarray(errors, np.float64).ravel()
+    if s.shape != e.shape or s.size < bins:
+        raise ValueError(f"sigma_calibration needs as many errors as sigmas (>= {bins}); got {s.size} and {e.size}")
+    edges = np.quantile(s, np.linspace(0.0, 1.0, bins + 1))
+    which = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, bins - 1)
+    return [{"bin": b, "n": int((which == b).sum()), "sigma": float(s[which == b].mean()),
+             "rms_error": float(np.sqrt(np.mean(e[which == b] ** 2)))} for b in range(bins) if (which == b).any()]
 
 
 def srgb_metrics(pred: np.ndarray, target: np.ndarray) -> dict:

@@ -31,7 +31,8 @@ def _ramp(n: int, overlap: int, device) -> torch.Tensor:
 @torch.no_grad()
 def predict_full(model, inputs: dict, tile: int = 512, overlap: int = 64, batch: int = 4) -> dict:
     """Run ``model`` on a whole image. ``inputs`` holds the contract tensors with batch size 1 (srgb of
-    even size). Returns {"raw": [1,4,H/2,W/2]} (other outputs are not blended)."""
+    even size). Returns {"raw": [1,4,H/2,W/2]} and every other packed-resolution output the model
+    exports (``model.output_names``, e.g. ``sigma``), blended the same way."""
     align = int(getattr(model, "align", 2))
     srgb = inputs["srgb"]
     _, _, h, w = srgb.shape
@@ -44,7 +45,8 @@ def predict_full(model, inputs: dict, tile: int = 512, overlap: int = 64, batch:
     stride = max(align, tile - overlap)
     th, tw = min(tile, hp), min(tile, wp)
     boxes = [(y, x) for y in _starts(hp, th, stride) for x in _starts(wp, tw, stride)]
-    out = torch.zeros(1, 4, hp // 2, wp // 2, device=srgb.device)
+    names = list(getattr(model, "output_names", ("raw",)))
+    out: dict = {}
     weight = torch.zeros(1, 1, hp // 2, wp // 2, device=srgb.device)
     win = (_ramp(th // 2, overlap // 2 if len(boxes) > 1 else 0, srgb.device)[:, None]
            * _ramp(tw // 2, overlap // 2 if len(boxes) > 1 else 0, srgb.device)[None, :])
@@ -53,8 +55,12 @@ def predict_full(model, inputs: dict, tile: int = 512, overlap: int = 64, batch:
         chunk = boxes[i:i + batch]
         tiles = torch.cat([srgb[:, :, y:y + th, x:x + tw] for y, x in chunk])
         feed = {k: v.expand(len(chunk), *v.shape[1:]) for k, v in rest.items()}
-        raw = model(srgb=tiles, **feed)["raw"]
+        result = model(srgb=tiles, **feed)
         for k, (y, x) in enumerate(chunk):
-            out[:, :, y // 2:(y + th) // 2, x // 2:(x + tw) // 2] += raw[k:k + 1] * win
+            for name in names:
+                piece = result[name][k:k + 1]
+                if name not in out:
+                    out[name] = torch.zeros(1, piece.shape[1], hp // 2, wp // 2, device=srgb.device)
+                out[name][:, :, y // 2:(y + th) // 2, x // 2:(x + tw) // 2] += piece * win
             weight[:, :, y // 2:(y + th) // 2, x // 2:(x + tw) // 2] += win
-    return {"raw": (out / weight)[:, :, :h // 2, :w // 2]}
+    return {name: (v / weight)[:, :, :h // 2, :w // 2] for name, v in out.items()}

@@ -25,8 +25,13 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from rawedge.contract import INPUT_NAMES
 from rawedge.errors import RawedgeError
+from rawedge.losses.confidence import confidence_nll
 from rawedge.training import distributed
 from rawedge.training.recipe import Recipe
+
+# Weight of the confidence term (rawedge.losses.confidence): its gradient reaches the shared decoder, so it
+# stays small beside the reconstruction losses (~1e-2 L1); the sigma head itself learns at any weight.
+CONFIDENCE_WEIGHT = 0.002
 
 
 class _SkipFirst(Sampler):
@@ -232,6 +237,10 @@ class Trainer:
         batch = to_device(batch, self.ctx.device)
         outputs = self.net(**{k: batch[k] for k in INPUT_NAMES})
         loss, parts = self.loss_fn(outputs, batch)
+        if "sigma" in outputs:  # a model with a confidence output learns it beside any loss
+            nll = confidence_nll(outputs["sigma"], outputs["raw"], batch["raw"])
+            loss = loss + CONFIDENCE_WEIGHT * nll
+            parts = {**parts, "confidence_nll": float(nll.detach())}
         if not torch.isfinite(loss):
             raise RawedgeError(None, f"loss is {float(loss)} at step {self.step + 1}: lower optimizer.lr or "
                                      "check the data")

@@ -1,0 +1,170 @@
+"""Leave one camera family out: the measurement of issue 13, reproduced by one command.
+
+    python benchmarks/lofo.py --work runs/lofo                 # pool, eval set, three folds, table
+    python benchmarks/lofo.py --work runs/lofo --steps 3000    # longer folds (GPU)
+    python benchmarks/lofo.py --work runs/lofo --table-only    # rebuild the table from the fold reports
+
+Three families in ../shared: Canon PowerShot (G2, S40), Kodak (DC120, DC50), GoPro (HERO6, HERO7,
+FUSION). For each, a model is trained on the pool (rawedge.data.mix) without that family: none of its
+RAW files and, for cross-camera and synthetic pairs, none of its cameras' matrices (rawedge.data.mix.
+fold_manifest). It is then scored with ``rawedge.evaluate`` (the same code as ``rawedge eval``) on that
+family's held-out renderings: LibRaw's default rendering, a random LibRaw rendering, a random camera-engine
+rendering and, for the Canon family, the camera's own JPEG. The analytic inverse is scored on the same
+images with the same white balance and matrix (those of the RAW file: ``--like RAW``).
+
+Every stage resumes: data folders that exist are reused, training continues from ``last.pt``,
+finished fold reports are kept. Output: ``WORK/table.md`` and ``WORK/lofo.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+RAW_DIRS = [SHARED / "raw", SHARED / "raw-gopro"]
+PHOTOS = SHARED / "photos" / "kodak"
+RECIPE = ROOT / "recipes" / "lofo.yaml"
+EVAL_CROP = 1024  # central square scored per image (the FUSION circle contains it)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def build_data(work: Path) -> None:
+    from rawedge.data.mix import build_eval_set, build_pool
+
+    if not (work / "pool" / "manifest.json").is_file():
+        log("building the training pool")
+        m = build_pool(RAW_DIRS, PHOTOS, work / "pool", on_step=lambda s: log(f"  pool: {s}"))
+        log(f"pool: {len(m.samples)} pairs")
+    if not (work / "eval" / "manifest.json").is_file():
+        log("building the held-out renderings")
+        m = build_eval_set(RAW_DIRS, work / "eval", on_step=lambda s: log(f"  eval: {s}"))
+        log(f"eval: {len(m.samples)} pairs")
+
+
+def train_fold(work: Path, family: str | None, steps: int | None, recipe_path: Path) -> Path:
+    """Train on the pool without ``family`` (None: on everything) and return the checkpoint."""
+    from rawedge.data.mix import fold_manifest
+    from rawedge.training.recipe import Recipe
+    from rawedge.training.trainer import train
+
+    name = f"fold-{family}" if family else "all"
+    data = work / name / "data"
+    if family:
+        if not (data / "manifest.json").is_file():
+            fold_manifest(work / "pool", family, data)
+    else:
+        data = work / "pool"
+    run = work / name / "run"
+    final = run / "final.pt"
+    if final.is_file():
+        return final
+    d = yaml.safe_load(recipe_path.read_text())
+    d["data"]["dir"] = str(data)
+    d["train"]["out"] = str(run)
+    if steps:
+        d["train"]["max_steps"] = steps
+    recipe = Recipe.from_dict(d, recipe_path)
+    resume = run / "last.pt" if (run / "last.pt").is_file() else None
+    log(f"training {name} ({recipe.train.max_steps} steps){' (resuming)' if resume else ''}")
+    result = train(recipe, resume=resume, show_progress=False)
+    shutil.copyfile(result.last, final)  # marks the fold as trained; last.pt stays for inspection
+    log(f"trained {name}: {result.steps} steps")
+    return final
+
+
+def score_fold(work: Path, family: str, checkpoint: Path) -> dict:
+    from rawedge.data.mix import subset_manifest
+    from rawedge.evaluate import evaluate, write_report
+
+    out = work / f"fold-{family}" / "report.json"
+    if out.is_file():
+        return json.loads(out.read_text())
+    data = work / f"fold-{family}" / "eval"
+    if not (data / "manifest.json").is_file():
+        subset_manifest(work / "eval", lambda s: s.settings.get("source_family") == family, data)
+    log(f"scoring fold {family}")
+    report, _ = evaluate(str(checkpoint), data, split="val", center_crop=EVAL_CROP)
+    write_report(report, out)
+    return report
+
+
+def _row(label: str, group: dict) -> str:
+    m, a = group["model"], group["analytic"]
+
+    def cell(key, get):
+        x, y = get(m), get(a)
+        return f"{x:.2f} / {y:.2f} ({x - y:+.2f})" if key != "exp" else f"{x:.2f} / {y:.2f}"
+
+    return " | ".join([label, str(m["n"]),
+                       cell("raw", lambda s: s["raw"]["psnr"]),
+                       cell("si", lambda s: s["raw"]["si_psnr"]),
+                       cell("srgb", lambda s: s["srgb"]["default"]["psnr"]),
+                       cell("de", lambda s: s["srgb"]["default"]["delta_e2000"]),
+                       cell("exp", lambda s: s["raw"]["exposure_abs_median_stops"])])
+
+
+def table(work: Path, reports: dict[str, dict]) -> str:
+    head = ("| held out | images | RAW PSNR model / analytic (gain) | scale-inv. RAW PSNR | edited sRGB PSNR "
+            "(default edit) | ΔE2000 | median abs. exposure error (stops) |\n|---|---|---|---|---|---|---|")
+    lines = [head]
+    gains_raw, gains_srgb, worst = [], [], []
+    for family, report in reports.items():
+        s = report["summary"]
+        lines.append("| **" + _row(f"{family} (all)", s) + " |")
+        gains_raw.append(s["model"]["raw"]["psnr"] - s["analytic"]["raw"]["psnr"])
+        gains_srgb.append(s["model"]["srgb"]["default"]["psnr"] - s["analytic"]["srgb"]["default"]["psnr"])
+        for cam, g in report["by_camera"].items():
+            lines.append("| " + _row(f"{family}: {cam}", g) + " |")
+            worst.append((g["model"]["raw"]["psnr"] - g["analytic"]["raw"]["psnr"],
+                          g["model"]["srgb"]["default"]["psnr"] - g["analytic"]["srgb"]["default"]["psnr"], cam))
+        for kind, g in report["by_kind"].items():
+            lines.append("| " + _row(f"{family}: {kind}", g) + " |")
+    n = max(1, len(gains_raw))
+    summary = (f"\nMean over held-out families: RAW PSNR {sum(gains_raw) / n:+.2f} dB, edited sRGB PSNR "
+               f"{sum(gains_srgb) / n:+.2f} dB against the analytic inverse. Worst held-out camera: "
+               + ", ".join(f"{cam} RAW {r:+.2f} / sRGB {s:+.2f} dB" for r, s, cam in sorted(worst)[:2]) + ".")
+    return "\n".join(lines) + "\n" + summary + "\n"
+
+
+def main() -> None:
+    from rawedge.data.mix import FAMILIES
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", default="runs/lofo", type=Path)
+    parser.add_argument("--steps", type=int, help="training steps per fold (default: the recipe's)")
+    parser.add_argument("--recipe", default=RECIPE, type=Path)
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES))
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args()
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    reports = {}
+    if not args.table_only:
+        build_data(work)
+    for family in args.families:
+        if args.table_only:
+            path = work / f"fold-{family}" / "report.json"
+            if path.is_file():
+                reports[family] = json.loads(path.read_text())
+            continue
+        checkpoint = train_fold(work, family, args.steps, args.recipe)
+        reports[family] = score_fold(work, family, checkpoint)
+    text = table(work, reports)
+    (work / "table.md").write_text(text)
+    (work / "lofo.json").write_text(json.dumps({f: {"summary": r["summary"], "by_camera": r["by_camera"],
+                                                    "by_kind": r["by_kind"], "confidence": r.get("confidence")}
+                                                for f, r in reports.items()}, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
