@@ -25,7 +25,7 @@ install-dev: $(VENV)/.installed-dev
 # The bundled learned model (rawedge/assets/default.onnx) through ONNX Runtime, on the bundled sample.
 demo: $(VENV)/.installed
 	mkdir -p $(OUT)
-	$(VENV)/bin/rawedge infer --runtime ort samples/boxes_s40.jpg -o $(OUT)/boxes_s40.dng
+	$(VENV)/bin/rawedge infer --runtime ort --overwrite samples/boxes_s40.jpg -o $(OUT)/boxes_s40.dng
 	@echo "== the DNG: $(OUT)/boxes_s40.dng"
 	$(VENV)/bin/rawedge info $(OUT)/boxes_s40.dng
 

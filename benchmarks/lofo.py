@@ -3,6 +3,8 @@
     python benchmarks/lofo.py --work runs/lofo                 # pool, eval set, three folds, table
     python benchmarks/lofo.py --work runs/lofo --steps 3000    # longer folds (GPU)
     python benchmarks/lofo.py --work runs/lofo --table-only    # rebuild the table from the fold reports
+    python benchmarks/lofo.py --families gopro kodak --threads 1 &      # two processes share 2 cores
+    python benchmarks/lofo.py --families canon_powershot --all --threads 1
 
 Three families in ../shared: Canon PowerShot (G2, S40), Kodak (DC120, DC50), GoPro (HERO6, HERO7,
 FUSION). For each, a model is trained on the pool (rawedge.data.mix) without that family: none of its
@@ -50,7 +52,7 @@ def build_data(work: Path) -> None:
         log(f"eval: {len(m.samples)} pairs")
 
 
-def train_fold(work: Path, family: str | None, steps: int | None, recipe_path: Path) -> Path:
+def train_fold(work: Path, family: str | None, steps: int | None, recipe_path: Path, threads: int | None = None) -> Path:
     """Train on the pool without ``family`` (None: on everything) and return the checkpoint."""
     from rawedge.data.mix import fold_manifest
     from rawedge.training.recipe import Recipe
@@ -72,6 +74,8 @@ def train_fold(work: Path, family: str | None, steps: int | None, recipe_path: P
     d["train"]["out"] = str(run)
     if steps:
         d["train"]["max_steps"] = steps
+    if threads:
+        d["train"]["threads"] = threads
     recipe = Recipe.from_dict(d, recipe_path)
     resume = run / "last.pt" if (run / "last.pt").is_file() else None
     log(f"training {name} ({recipe.train.max_steps} steps){' (resuming)' if resume else ''}")
@@ -144,6 +148,10 @@ def main() -> None:
     parser.add_argument("--recipe", default=RECIPE, type=Path)
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch threads per training (two processes with 1 each "
+                                                       "can train two folds at once on 2 cores)")
+    parser.add_argument("--all", action="store_true",
+                        help="also train on every family (the candidate default model) into WORK/all/run/final.pt")
     args = parser.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -156,8 +164,10 @@ def main() -> None:
             if path.is_file():
                 reports[family] = json.loads(path.read_text())
             continue
-        checkpoint = train_fold(work, family, args.steps, args.recipe)
+        checkpoint = train_fold(work, family, args.steps, args.recipe, args.threads)
         reports[family] = score_fold(work, family, checkpoint)
+    if args.all and not args.table_only:
+        log(f"candidate default trained on every family: {train_fold(work, None, args.steps, args.recipe, args.threads)}")
     text = table(work, reports)
     (work / "table.md").write_text(text)
     (work / "lofo.json").write_text(json.dumps({f: {"summary": r["summary"], "by_camera": r["by_camera"],

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from rawedge.runtimes.base import Runner, import_backend
 
-from rawedge.errors import RawedgeError
+from rawedge.errors import RawedgeError, install_command
 from rawedge.model_meta import ModelMeta
 from rawedge.training.metrics import psnr
 
@@ -183,7 +183,7 @@ class Gate:
         self.log = log or (lambda line: None)
         self.edits = edits and self._torch_available()
         self.edits_note = None if self.edits else ("not scored: " + ("disabled" if not edits else
-                                                                      "needs torch (pip install 'rawedge[train]')"))
+                                                                      f"needs torch ({install_command('train')})"))
         self._items: dict[Path, Item] = {}
         self._cached_bytes = 0
 

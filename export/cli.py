@@ -17,7 +17,8 @@ import click
 @click.option("--photo", type=click.Path(dir_okay=False), help="Photo for the check (default: samples/boxes_s40.jpg).")
 @click.option("--exporter", type=click.Choice(["legacy", "dynamo"]), default="legacy", show_default=True,
               help="PyTorch exporter (dynamo needs onnxscript and --opset 18 or newer).")
-def export(checkpoint, output, opset, fp16, check, static_tile, ort_format, photo, exporter):
+@click.option("--overwrite", is_flag=True, help="Replace the output (and its .ort) if it exists (default: refuse).")
+def export(checkpoint, output, opset, fp16, check, static_tile, ort_format, photo, exporter, overwrite):
     """Export a trained checkpoint to one self-describing ONNX file.
 
     The file has the six contract inputs (srgb, thumb, exif, wb, cam2rgb, rgb2cam) with dynamic batch,
@@ -27,7 +28,12 @@ def export(checkpoint, output, opset, fp16, check, static_tile, ort_format, phot
     \b
     Example:  rawedge export runs/unet/model.pt -o unet.onnx --ort-format
     """
-    from rawedge.export import export_checkpoint
+    from pathlib import Path
 
+    from rawedge.commands.outputs import refuse_existing
+    from rawedge.export import default_output_path, export_checkpoint
+
+    target = Path(output) if output else default_output_path(checkpoint, fp16=fp16, static_tile=static_tile)
+    refuse_existing([target] + ([target.with_suffix(".ort")] if ort_format else []), overwrite)
     export_checkpoint(checkpoint, output, opset=opset, fp16=fp16, check=check, static_tile=static_tile,
                       ort_format=ort_format, photo=photo, exporter=exporter, log=click.echo)

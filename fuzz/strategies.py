@@ -205,8 +205,10 @@ def _command_table():
 
     from rawedge.cli import main
 
+    ctx = click.Context(main)
     table = {}
-    for name, cmd in main.commands.items():
+    for name in main.list_commands(ctx):
+        cmd = main.get_command(ctx, name)
         if isinstance(cmd, click.Group):
             for sub_name, sub in cmd.commands.items():
                 table[(name, sub_name)] = sub.params

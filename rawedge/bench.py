@@ -1,7 +1,15 @@
 """`rawedge bench`: the same model and photo through PyTorch eager and every runtime and precision
 available, each in its own subprocess (so peak RSS is that backend's alone and a crash or a missing
 backend costs one row, not the run). Reports ms per megapixel, MP/s, peak RSS and the output's PSNR
-against PyTorch FP32 (ONNX Runtime FP32 when there is no checkpoint)."""
+against PyTorch FP32 (ONNX Runtime FP32 when there is no checkpoint).
+
+Compute efficiency: the model's FLOPs are counted from its ONNX graph (runtimes.flops: convolutions and
+matrix products, 2 FLOPs per multiply-add); a row's FLOPs are its tiles' pixels times the per-pixel
+count plus the global branch once per tile run (the runtimes run it with every tile). Achieved GFLOP/s
+is that over the time spent inside the runner (``compute_s``, not tiling, blending or the RAW
+conversion), compared with this machine's float32 matrix-product peak measured in the same run
+(``sgemm_peak_gflops``) and with PyTorch eager's row. ``startup_s``: from spawning the worker process to
+an opened model (interpreter, imports, model load)."""
 from __future__ import annotations
 
 import json
@@ -64,6 +72,59 @@ def psnr(a: np.ndarray, b: np.ndarray, rows: int = 1024) -> float:
     return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
+def sgemm_peak_gflops(size: int = 2048, repeat: int = 3) -> float:
+    """This machine's float32 matrix-product rate (numpy's BLAS, its default threads): best of ``repeat``
+    ``size`` x ``size`` products, in GFLOP/s (2*size**3 FLOPs each)."""
+    rng = np.random.default_rng(0)
+    a = rng.random((size, size), dtype=np.float32)
+    b = rng.random((size, size), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a[:64, :64], b[:64, :64])  # load the BLAS
+    best = math.inf
+    for _ in range(max(1, int(repeat))):
+        start = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best / 1e9
+
+
+def model_flops(model: str | os.PathLike, tile: int | None) -> dict:
+    """The FLOP count of ``model`` (runtimes.flops) as a dict, or {"error": why} when it cannot be counted."""
+    from rawedge.runtimes.flops import count_flops
+
+    try:
+        count = count_flops(model, tile=tile or None)
+    except (RawedgeError, ImportError) as exc:
+        return {"error": str(exc)}
+    return {**count.to_dict(), "summary": count.summary()}
+
+
+def summary_lines(result: dict) -> list[str]:
+    """The compute lines of a report, for the command to print under its table."""
+    lines = []
+    flops = result.get("flops") or {}
+    if "summary" in flops:
+        lines.append(f"compute  {flops['summary']}")
+    if result.get("peak_gflops"):
+        lines.append(f"peak     {result['peak_gflops']:.1f} GFLOP/s ({result.get('peak_probe', '')})")
+    for row in result.get("results", []):
+        if row.get("status") != "ok":
+            continue
+        parts = [f"{row['backend']:>8} {row['precision']:<4}"]
+        if row.get("achieved_gflops"):
+            parts.append(f"{row['achieved_gflops']:.1f} GFLOP/s")
+        if row.get("peak_fraction"):
+            parts.append(f"{100 * row['peak_fraction']:.0f} % of peak")
+        if row.get("vs_torch_eager"):
+            parts.append(f"{row['vs_torch_eager']:.2f}x PyTorch eager")
+        if row.get("startup_s") is not None:
+            parts.append(f"start-up {row['startup_s']:.2f} s")
+        if row.get("peak_rss_mb") is not None:
+            parts.append(f"peak RSS {row['peak_rss_mb']:.0f} MB")
+        lines.append("  ".join(parts))
+    return lines
+
+
 # --- the worker (one backend, one precision, in a subprocess) -----------------------------------------------
 def _peak_rss_mb() -> float:
     import resource
@@ -90,24 +151,41 @@ def run_case(case: dict) -> dict:
     """Time one backend/precision on the image in ``case['image']`` (.npy) and save its output."""
     from rawedge.types import Exif
 
-    image = np.load(case["image"])
-    exif = Exif.from_dict(case.get("exif"))
     start = time.perf_counter()
     rec = _open(case)
     load_s = time.perf_counter() - start
+    startup_s = time.time() - case["spawned_at"] if case.get("spawned_at") else None
+    image = np.load(case["image"])
+    exif = Exif.from_dict(case.get("exif"))
+    work = {"compute_s": 0.0, "tiles": 0, "tile_pixels": 0}
+    infer = rec.runner.infer
+
+    def counted_infer(feed, *args, **kwargs):  # time and size of every inference call
+        t0 = time.perf_counter()
+        out = infer(feed, *args, **kwargs)
+        work["compute_s"] += time.perf_counter() - t0
+        n, _, h, w = feed["srgb"].shape
+        work["tiles"] += n
+        work["tile_pixels"] += n * h * w
+        return out
+
+    rec.runner.infer = counted_infer
     with rec:
         rec(image[: 2 * rec.align * 8, : 2 * rec.align * 8], exif=exif)  # warm-up on a small crop
-        times = []
+        times, runs = [], []
         for _ in range(int(case.get("repeat", 1))):
+            work.update(compute_s=0.0, tiles=0, tile_pixels=0)
             start = time.perf_counter()
             raw = rec(image, exif=exif)
             times.append(time.perf_counter() - start)
+            runs.append(dict(work))
     peak_rss_mb = _peak_rss_mb()  # before the comparison copy below
     np.save(case["output"], raw.normalized())
     best = min(times)
     mp = image.shape[0] * image.shape[1] / 1e6
     return {"status": "ok", "seconds": best, "ms_per_mp": 1000.0 * best / mp, "mp_per_s": mp / best,
-            "times_s": times, "load_s": load_s, "peak_rss_mb": peak_rss_mb, "tile": rec.tile, "overlap": rec.overlap}
+            "times_s": times, "load_s": load_s, "startup_s": startup_s, "peak_rss_mb": peak_rss_mb,
+            "tile": rec.tile, "overlap": rec.overlap, **runs[times.index(best)]}
 
 
 def _worker_main(case_path: str, result_path: str) -> int:
@@ -135,6 +213,8 @@ def run_bench(model: str | os.PathLike, srgb: np.ndarray, exif, pixels: int, bac
     image = bench_image(srgb, pixels)
     h, w = image.shape[:2]
     rows = []
+    flops = model_flops(model, tile)
+    peak = sgemm_peak_gflops()
     with tempfile.TemporaryDirectory(prefix="rawedge-bench-") as tmp:
         image_path = Path(tmp, "image.npy")
         np.save(image_path, image)
@@ -156,6 +236,7 @@ def run_bench(model: str | os.PathLike, srgb: np.ndarray, exif, pixels: int, bac
                                       tmp, timeout_s))
                     if row["status"] == "ok":
                         outputs[(backend, precision)] = out_path
+                        _efficiency(row, flops, peak)
                 rows.append(row)
                 if on_result:
                     on_result(row)
@@ -169,17 +250,36 @@ def run_bench(model: str | os.PathLike, srgb: np.ndarray, exif, pixels: int, bac
                     row["psnr_db"] = value if math.isfinite(value) else None  # None: identical (strict JSON)
                     row["identical"] = not math.isfinite(value)
             del ref
+    eager = next((r for r in rows if (r["backend"], r["precision"], r["status"]) == ("torch", "fp32", "ok")), None)
+    for row in rows:
+        if eager is not None and row["status"] == "ok":
+            row["vs_torch_eager"] = eager["seconds"] / row["seconds"]
+            if row.get("compute_s") and eager.get("compute_s"):
+                row["vs_torch_eager_compute"] = eager["compute_s"] / row["compute_s"]
     return {"model": os.fspath(model), "checkpoint": os.fspath(checkpoint) if checkpoint else None,
             "width": w, "height": h, "megapixels": w * h / 1e6, "tile": tile, "overlap": overlap, "batch": batch,
             "threads": threads, "repeat": repeat,
             "reference": f"{reference[0]} {reference[1]}" if reference else None, "cpu_count": os.cpu_count(),
+            "flops": flops, "peak_gflops": peak,
+            "peak_probe": "numpy float32 2048x2048 matrix product, best of 3, BLAS default threads",
             "results": rows}
+
+
+def _efficiency(row: dict, flops: dict | None, peak: float) -> None:
+    """A row's FLOPs, achieved GFLOP/s over its compute time and fraction of the measured peak."""
+    if not flops or "per_pixel" not in flops or not row.get("compute_s"):
+        return
+    # counted at the model's tile (or --tile); per-pixel FLOPs of convolutions hardly depend on the tile size,
+    # so smaller edge tiles and tile=0 are counted by their pixels
+    row["flop"] = flops["per_pixel"] * row["tile_pixels"] + flops["global_flops"] * row["tiles"]
+    row["achieved_gflops"] = row["flop"] / row["compute_s"] / 1e9
+    row["peak_fraction"] = row["achieved_gflops"] / peak if peak else None
 
 
 def _spawn(case: dict, tmp: str, timeout_s: float) -> dict:
     name = f"{case['backend']}-{case['precision']}"
     case_path, result_path = Path(tmp, f"{name}.case.json"), Path(tmp, f"{name}.result.json")
-    case_path.write_text(json.dumps(case))
+    case_path.write_text(json.dumps({**case, "spawned_at": time.time()}))
     try:
         proc = subprocess.run([sys.executable, "-m", "rawedge.bench", os.fspath(case_path), os.fspath(result_path)],
                               check=False, capture_output=True, text=True, timeout=timeout_s)

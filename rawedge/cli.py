@@ -1,5 +1,6 @@
-"""The ``rawedge`` command. Each stage registers its commands from its own module (see COMMAND_MODULES);
-none of them imports torch at start-up, so the runtime commands work on a numpy-only install."""
+"""The ``rawedge`` command. Each stage's commands live in its own module and are imported only when used
+(see COMMANDS): none of them imports torch at start-up, so the runtime commands work on a numpy-only
+install and `rawedge --help` loads no stage."""
 from __future__ import annotations
 
 import importlib
@@ -8,28 +9,44 @@ import sys
 import click
 
 from rawedge import __version__
-from rawedge.errors import RawedgeError
+from rawedge.errors import RawedgeError, install_command
 
-# "module:attribute" of click commands/groups added to ``rawedge``, in help order.
-COMMAND_MODULES = [
-    "rawedge.commands.core:info",
-    "rawedge.commands.core:render",
-    "rawedge.commands.core:unprocess",
-    "rawedge.commands.core:profile",
-    "rawedge.export.cli:export",
-    "rawedge.commands.train:data",
-    "rawedge.commands.train:train",
-    "rawedge.commands.train:evaluate",
-    "rawedge.commands.train:finetune",
-    "rawedge.commands.prior:prior",
-    "rawedge.commands.infer:infer",
-    "rawedge.commands.infer:bench",
-    "rawedge.calibration.cli:calibrate",
-]
+# name -> ("module:attribute", one-line help), in help order. Commands are imported only when run (or
+# asked for their own --help), so `rawedge --help` and `rawedge infer` load no other stage.
+COMMANDS = {
+    "infer": ("rawedge.commands.infer:infer", "Convert photos to camera RAW (DNG) with the learned model."),
+    "unprocess": ("rawedge.commands.core:unprocess", "Analytic reverse ISP: sRGB photo -> DNG (no model)."),
+    "info": ("rawedge.commands.core:info", "Describe a RAW, DNG, JPEG/PNG/TIFF, model or checkpoint."),
+    "render": ("rawedge.commands.core:render", "Render a RAW with LibRaw to an sRGB JPEG that keeps the EXIF."),
+    "profile": ("rawedge.commands.core:profile", "Camera profiles: build from RAW files, list, show."),
+    "bench": ("rawedge.commands.infer:bench", "Time one model on one photo across runtimes and precisions."),
+    "export": ("rawedge.export.cli:export", "Export a trained checkpoint to one self-describing ONNX file."),
+    "calibrate": ("rawedge.calibration.cli:calibrate", "Quantize an exported model to INT8, gated by accuracy."),
+    "data": ("rawedge.commands.train:data", "Training data: paired sRGB/RAW samples."),
+    "train": ("rawedge.commands.train:train", "Train a reverse-ISP model from a recipe and/or flags."),
+    "eval": ("rawedge.commands.train:evaluate", "Score a checkpoint on a data folder, next to the analytic inverse."),
+    "finetune": ("rawedge.commands.train:finetune", "Adapt a model to one photo and one edit."),
+    "prior": ("rawedge.commands.prior:prior", "PriorRAW prior metadata: per-camera tables of reference pixels."),
+}
 
 
 class RawedgeGroup(click.Group):
-    """Turns RawedgeError (and missing optional dependencies) into one clear line and exit status 1."""
+    """Loads each command lazily (COMMANDS), and turns RawedgeError (and missing optional dependencies)
+    into one clear line and exit status 1."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name][0].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        """The command list from COMMANDS' one-line help, without importing any command."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
 
     def invoke(self, ctx):
         try:
@@ -41,7 +58,7 @@ class RawedgeGroup(click.Group):
             extra = {"torch": "train", "onnx": "train", "openvino": "openvino", "nncf": "openvino",
                      "tensorrt": "tensorrt", "polygraphy": "calibrate", "kornia": "train"}.get(
                 (exc.name or "").split(".")[0])
-            hint = f": pip install 'rawedge[{extra}]'" if extra else ""
+            hint = f": {install_command(extra)}" if extra else ""
             click.echo(f"rawedge: error: missing dependency {exc.name!r}{hint}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
@@ -50,6 +67,8 @@ class RawedgeGroup(click.Group):
         except MemoryError:
             click.echo("rawedge: error: out of memory (a smaller --tile or --batch, or --max-pixels, helps)", err=True)
             sys.exit(1)
+        except BrokenPipeError:  # `rawedge info FILE | head`: click ends quietly on EPIPE
+            raise
         except OSError as exc:  # the file system's refusals (name too long, permission, I/O error) as one line
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"rawedge: error: {where}{exc.strerror or exc}", err=True)
@@ -63,20 +82,12 @@ def main():
 
     \b
     Quick start:
+      rawedge infer photo.jpg -o photo.dng            # learned reverse ISP (the bundled model)
       rawedge unprocess photo.jpg -o photo.dng        # analytic reverse ISP
       rawedge info photo.dng                          # what is inside a RAW, DNG, JPEG or model
       rawedge render CRW_0304.CRW -o photo.jpg        # RAW -> sRGB JPEG with EXIF (make pairs)
     """
 
-
-def _register() -> None:
-    for spec in COMMAND_MODULES:
-        module_name, attr = spec.split(":")
-        module = importlib.import_module(module_name)
-        main.add_command(getattr(module, attr))
-
-
-_register()
 
 if __name__ == "__main__":
     main()

@@ -11,3 +11,14 @@ class RawedgeError(Exception):
         self.path = None if path is None else os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+def install_command(extra: str) -> str:
+    """The pip command that adds an optional extra to this install, runnable as printed: an editable
+    checkout (the README's install) gets ``pip install -e '/path/to/checkout[extra]'``."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "rawedge" / "__init__.py").is_file():
+        return f"pip install -e '{root}[{extra}]'"
+    return f"pip install 'rawedge[{extra}]'"

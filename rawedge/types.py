@@ -36,6 +36,10 @@ class Exif:
     orientation: int | None = None  # EXIF 1..8
     datetime: str | None = None
     light_source: int | None = None  # EXIF LightSource code (0x9208): 1 daylight, 3 tungsten...; None = unknown
+    exposure_bias: float | None = None  # EV (ExposureBiasValue): the photographer's exposure compensation
+    brightness_value: float | None = None  # APEX Bv of the metered scene (BrightnessValue), where a camera says
+    # One-line notices about values the reader refused (implausible EXIF): shown to the user, never saved.
+    notes: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def to_vector(self) -> np.ndarray:
         """[exposure_time, iso, f_number, focal_length] as float32, NaN where missing (the model input)."""
@@ -47,12 +51,14 @@ class Exif:
         return values.astype(np.float32)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("notes")
+        return out
 
     @classmethod
     def from_dict(cls, d: dict | None) -> Exif:
         d = d or {}
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k != "notes"})
 
 
 def srgb_cam2rgb(xyz_to_cam: np.ndarray | None) -> np.ndarray:
@@ -263,6 +269,7 @@ class Photo:
     srgb: np.ndarray  # HxWx3 uint8 or uint16
     exif: Exif = field(default_factory=Exif)
     source: str | None = None
+    converted_from: str | None = None  # the embedded ICC profile the pixels were converted from to sRGB
 
     def to_float(self) -> np.ndarray:
         """HxWx3 float32 in [0, 1]."""

@@ -33,7 +33,13 @@ def import_backend(module: str, package: str, what: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise BackendMissing(None, f"{what} is not installed ({exc}): pip install '{package}'") from None
+        if package.startswith("rawedge[") and package.endswith("]"):
+            from rawedge.errors import install_command
+
+            command = install_command(package[len("rawedge["):-1])
+        else:
+            command = f"pip install '{package}'"
+        raise BackendMissing(None, f"{what} is not installed ({exc}): {command}") from None
 
 
 class Runner(abc.ABC):

@@ -12,6 +12,7 @@ TensorRT execution provider's FP16 mode; OpenVINO and TensorRT convert the FP32 
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from rawedge.errors import RawedgeError
@@ -49,7 +50,8 @@ def find_int8_artefact(model_path: str | os.PathLike, runtime: str) -> Path:
         if path.is_file():
             return path
     raise Unavailable(model_path, f"no INT8 artefact for {runtime} (looked for {', '.join(p.name for p in candidates)}); "
-                                   f"make one with `rawedge calibrate {Path(model_path).name} --runtime {runtime}`")
+                                   f"make one with `rawedge calibrate {shlex.quote(os.fspath(model_path))} --runtime {runtime} "
+                                   f"--data PHOTO_DIR` (PHOTO_DIR: a folder of your photos, or of RAW+JPEG pairs)")
 
 
 def check_runtime(runtime: str) -> None:
@@ -77,8 +79,11 @@ def open_runner(model_path: str | os.PathLike, runtime: str = "ort", precision: 
     if runner.model_path.suffix.lower() == ".onnx":
         from .metadata import read_onnx_metadata
 
-        # refuse a file changed since `rawedge export` (read without the backend, which loads on activate)
-        verify_onnx(runner.model_path, read_onnx_metadata(runner.model_path))
+        # refuse a file changed since `rawedge export` (read without the backend, which loads on activate);
+        # the metadata is read once per open: the runner keeps it rather than reading it again on activate
+        if runner._metadata is None:
+            runner._metadata = read_onnx_metadata(runner.model_path)
+        verify_onnx(runner.model_path, runner._metadata)
     if runtime == "trt" and runner.int8_artefact is not None and runner.int8_artefact.suffix.lower() == ".onnx":
         from .metadata import read_onnx_metadata
 

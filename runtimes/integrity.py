@@ -8,7 +8,7 @@ metadata (``onnx_weights_sha256``) and ``open_runner`` (so ``Reconstructor.open`
 with the reason. (Runner classes built directly, as the calibration stage does for its intermediate
 files, are not checked.)
 
-It is computed from the protobuf wire format with the few lines below (no ``onnx`` package, no ONNX
+It is computed from the protobuf wire format with runtimes.onnx_proto (no ``onnx`` package, no ONNX
 Runtime session): the runtime install has neither ``onnx`` nor a protobuf schema for ONNX.
 
 INT8 artefacts (`rawedge calibrate`) and FP16 exports found next to a model are matched to it by model
@@ -24,52 +24,13 @@ from pathlib import Path
 from rawedge.errors import RawedgeError
 from rawedge.model_meta import ModelMeta
 
+from .onnx_proto import WireError, _varint, wire_fields  # noqa: F401 - the one protobuf reader, re-exported
+
 MODEL_GRAPH, MODEL_METADATA_PROPS = 7, 14
 GRAPH_INITIALIZER = 5
 TENSOR_RAW_DATA, TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION = 9, 13, 14
 EXTERNAL = 1
 _U64 = (1 << 64) - 1
-
-
-class WireError(ValueError):
-    """The bytes are not a well-formed protobuf message."""
-
-
-def _varint(buf, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise WireError("truncated or overlong varint")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-
-
-def wire_fields(buf, start: int = 0, end: int | None = None):
-    """(field number, wire type, value) of one message: an int for varints, else a (start, end) range."""
-    end = len(buf) if end is None else end
-    pos = start
-    while pos < end:
-        key, pos = _varint(buf, pos, end)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos, end)
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            value, pos = (pos, pos + size), pos + size
-        elif wire == 2:
-            size, pos = _varint(buf, pos, end)
-            value, pos = (pos, pos + size), pos + size
-        else:
-            raise WireError(f"unsupported wire type {wire}")
-        if pos > end:
-            raise WireError("field runs past the end of its message")
-        if not 0 < field < 1 << 29:
-            raise WireError(f"invalid field number {field}")
-        yield field, wire, value
 
 
 def _record(h, buf, field: int, wire: int, value) -> None:

@@ -29,35 +29,14 @@ def session_properties(session, source: str | os.PathLike) -> dict[str, str]:
 
 
 def onnx_metadata_text(path: str | os.PathLike) -> str | None:
-    """The raw ``rawedge`` metadata string of an ONNX file (None when absent).
+    """The raw ``rawedge`` metadata string of an ONNX file (None when absent), read from the protobuf
+    wire format (runtimes.onnx_proto): no ``onnx`` import, no ONNX Runtime session, the graph skipped."""
+    from .onnx_proto import metadata_props
 
-    Uses the ``onnx`` package when installed (reads the header without external weights), else an
-    ONNX Runtime session with graph optimisation off (onnxruntime is always installed)."""
     path = Path(path)
     if not path.is_file():
         raise RawedgeError(path, "no such model file")
-    try:
-        import onnx
-    except ImportError:
-        onnx = None
-    if onnx is not None:
-        try:
-            model = onnx.load(os.fspath(path), load_external_data=False)
-        except Exception as exc:
-            raise RawedgeError(path, f"not a readable ONNX model ({type(exc).__name__})") from None
-        try:
-            return next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
-        except UnicodeDecodeError:
-            raise RawedgeError(path, "the model's metadata is not valid UTF-8 text (damaged file)") from None
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        session = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise RawedgeError(path, f"not a readable ONNX model ({type(exc).__name__})") from None
-    return session_properties(session, path).get(METADATA_KEY)
+    return metadata_props(path).get(METADATA_KEY)
 
 
 def read_onnx_metadata(path: str | os.PathLike) -> ModelMeta:

@@ -6,8 +6,11 @@ Metadata: OpenVINO keeps an ONNX file's ``metadata_props`` in the model's ``rt_i
 top-level ``rawedge`` entry (``model.set_rt_info(json, "rawedge")``); both are read."""
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +23,31 @@ from .metadata import parse_metadata, user_cache_dir
 INSTALL = "rawedge[openvino]"
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "int8": "f32"}  # int8 IR: quantised ops run INT8 anyway
 RT_INFO_PATHS = ([METADATA_KEY], ["framework", METADATA_KEY])
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", text)
+
+
+def model_file_hash(model_path) -> str:
+    """sha256 of a model file's bytes (an IR's .xml then its .bin), remembered per (path, size, mtime)."""
+    files = [Path(model_path)]
+    if files[0].suffix.lower() == ".xml":
+        files.append(files[0].with_suffix(".bin"))
+    files += [f.with_name(f.name + ".data") for f in files if f.with_name(f.name + ".data").is_file()]
+    stamp = tuple((os.fspath(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file())
+    if stamp not in _HASHES:
+        digest = hashlib.sha256()
+        for f in files:
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(block)
+        _HASHES[stamp] = digest.hexdigest()
+    return _HASHES[stamp]
 
 
 def port_name(port) -> str:
@@ -78,12 +106,21 @@ class OpenVinoRunner(Runner):
     def _read_metadata(self) -> ModelMeta:
         return parse_metadata(rt_info_metadata(self._read_model()), self.model_path)
 
+    def cache_key(self) -> str:
+        """The compiled-model cache's subfolder for this runner: the model's content hash (with an IR's
+        weights), the device and the precision. OpenVINO's own key leaves the precision hint out (an FP16
+        compilation was served to FP32 runs and the reverse), so each combination gets its own folder."""
+        return f"{model_file_hash(self.model_path)[:20]}-{_safe(self.device)}-{self.precision}"
+
     def _config(self) -> dict:
         config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision]}
         if self.threads and self.device.upper().startswith("CPU"):
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
         if self.cache_dir is not False:
-            config["CACHE_DIR"] = os.fspath(self.cache_dir or user_cache_dir("openvino"))
+            base = Path(self.cache_dir) if self.cache_dir else user_cache_dir("openvino")
+            folder = base / self.cache_key()
+            folder.mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = os.fspath(folder)
         return config
 
     def _check_device(self) -> None:

@@ -85,8 +85,9 @@ class OrtRunner(Runner):
             session = ort.InferenceSession(os.fspath(self.model_path), opts, providers=self.providers)
         except Exception as exc:
             raise RawedgeError(self.model_path, f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0]}") from None
-        text = session_properties(session, self.model_path).get(METADATA_KEY)
-        self._metadata = parse_metadata(text, self.model_path)  # refuse models without rawedge metadata
+        if self._metadata is None:  # refuse models without rawedge metadata (open_runner has read it already)
+            self._metadata = parse_metadata(session_properties(session, self.model_path).get(METADATA_KEY),
+                                            self.model_path)
         self.session = session
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

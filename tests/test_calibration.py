@@ -288,7 +288,9 @@ def test_tensorrt_missing_is_a_clear_error(model, photos, tmp_path):
     onnx_path.write_bytes(model[0].read_bytes())
     before = files_in(tmp_path)
     code, text = run("calibrate", onnx_path, "--runtime", "trt", "--data", photos, *FAST)
-    assert code == 1 and "pip install 'rawedge[tensorrt]'" in text
+    from rawedge.errors import install_command
+
+    assert code == 1 and install_command("tensorrt") in text
     assert files_in(tmp_path) == before
 
 

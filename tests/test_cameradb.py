@@ -269,7 +269,7 @@ def test_unprocess_nikon_jpeg_uses_the_database(nikon_jpeg, tmp_path):
     assert code == 0, text
     assert "profile Nikon D850 (camera database: Nikon D850 (LibRaw table, D65 matrix)" in text
     np.testing.assert_allclose(_dng_color_matrix(out), cameradb.get("Nikon D850").color_matrix, atol=1e-4)
-    code, text = run("unprocess", nikon_jpeg, "-o", out, "--camera", "Sony ILCE-7M3")
+    code, text = run("unprocess", nikon_jpeg, "-o", out, "--camera", "Sony ILCE-7M3", "--overwrite")
     assert code == 0 and "camera Sony ILCE-7M3 (given; the EXIF says NIKON D850)" in text, text
     np.testing.assert_allclose(_dng_color_matrix(out), cameradb.get("Sony ILCE-7M3").color_matrix, atol=1e-4)
 

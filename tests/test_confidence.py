@@ -107,8 +107,9 @@ def test_metrics_for_exposure_scale_and_calibration():
 
 @pytest.fixture(scope="module")
 def confidence_onnx(tmp_path_factory):
-    from rawedge.checkpoint import save_checkpoint
     from rawedge.export import export_checkpoint
+
+    from rawedge.checkpoint import save_checkpoint
 
     d = tmp_path_factory.mktemp("conf")
     model = _model(2)
@@ -152,3 +153,38 @@ def test_infer_confidence_writes_a_16_bit_map_or_refuses(confidence_onnx, tiny_u
                                         "-o", str(tmp_path / "q.dng")])
     assert refused.exit_code != 0 and "no confidence output" in refused.output
     assert not (tmp_path / "q.dng").exists()
+
+
+def test_implausible_exif_is_dropped_with_a_notice(tmp_path):
+    from rawedge.io.exif import TAG_EXPOSURE_BIAS, TAG_EXPOSURE_TIME, TAG_F_NUMBER, TAG_ISO, exif_from_tags
+    from rawedge.io.photo import read_photo, write_jpeg
+    from rawedge.types import Exif
+
+    exif = exif_from_tags({TAG_ISO: 0, TAG_EXPOSURE_TIME: (-1, 60), TAG_EXPOSURE_BIAS: (100, 1), TAG_F_NUMBER: (28, 10)})
+    assert exif.iso is None and exif.exposure_time is None and exif.exposure_bias is None and exif.f_number == 2.8
+    assert len(exif.notes) == 3 and any("ISO 0 is implausible" in n for n in exif.notes)
+    assert np.isnan(exif.to_vector()[:2]).all() and "notes" not in exif.to_dict()
+    good = Exif(exposure_time=1 / 250, iso=200, exposure_bias=-0.7, brightness_value=7.5, make="X", model="Y")
+    write_jpeg(tmp_path / "e.jpg", np.zeros((8, 8, 3), np.uint8), good)
+    back = read_photo(tmp_path / "e.jpg").exif
+    assert back.exposure_bias == pytest.approx(-0.7) and back.brightness_value == pytest.approx(7.5)
+    assert back.notes == [] and back == good
+
+
+def test_cli_says_which_exif_values_it_refused(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from rawedge.cli import main
+    from rawedge.io.exif import EXIF_IFD_POINTER, TAG_EXPOSURE_BIAS, TAG_ISO
+
+    exif = Image.Exif()
+    sub = exif.get_ifd(EXIF_IFD_POINTER)
+    sub[TAG_ISO] = 0
+    from PIL import TiffImagePlugin
+
+    sub[TAG_EXPOSURE_BIAS] = TiffImagePlugin.IFDRational(-100, 1)
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(tmp_path / "odd.jpg", exif=exif)
+    result = CliRunner().invoke(main, ["unprocess", str(tmp_path / "odd.jpg"), "-o", str(tmp_path / "odd.dng")])
+    assert result.exit_code == 0, result.output
+    assert "EXIF ISO 0 is implausible" in result.output and "exposure bias -100 EV is implausible" in result.output

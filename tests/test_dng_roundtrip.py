@@ -53,3 +53,29 @@ def test_synthetic_dng_all_phases(cfa, tmp_path, rng):
     assert back.cfa == cfa and np.array_equal(back.bayer, raw.bayer)
     assert np.allclose(back.black_level, raw.black_level) and back.exif.iso == 400
     assert np.allclose(back.wb_gains(), [2.0, 1.0, 1.6], rtol=1e-5)
+
+
+@pytest.mark.parametrize("illuminant", [17, 21])
+def test_calibration_illuminant_round_trips(illuminant, tmp_path, rng):
+    """CalibrationIlluminant1 is read back from the DNG tag (LibRaw reports none): a matrix calibrated
+    under illuminant A (17) stays labelled A, not D65."""
+    from rawedge.types import CameraProfile, Exif, RawImage
+
+    matrix = [[0.9, -0.2, -0.1], [-0.3, 1.2, 0.1], [-0.05, 0.2, 0.6]]
+    p = CameraProfile(name="Tungsten Cam", cfa="RGGB", black_level=[64] * 4, white_level=4095, make="Test",
+                      model="Tungsten Cam", color_matrix=matrix, calibration_illuminant=illuminant)
+    raw = RawImage.from_normalized(rng.random((34, 50)).astype(np.float32), p, np.array([1.5, 1.0, 2.5]), Exif())
+    write_dng(tmp_path / "a.dng", raw)
+    back = read_raw(tmp_path / "a.dng")
+    assert back.profile.calibration_illuminant == illuminant
+    assert np.allclose(back.profile.color_matrix, matrix, atol=1e-4)
+
+
+def test_no_matrix_reads_back_as_d65_default(tmp_path, rng):
+    from rawedge.types import ILLUMINANT_D65, CameraProfile, Exif, RawImage
+
+    p = CameraProfile(name="No Matrix", black_level=[0] * 4, white_level=1023, calibration_illuminant=17)
+    raw = RawImage.from_normalized(rng.random((34, 50)).astype(np.float32), p, np.array([2.0, 1.0, 1.5]), Exif())
+    write_dng(tmp_path / "n.dng", raw)
+    back = read_raw(tmp_path / "n.dng")
+    assert back.profile.color_matrix is None and back.profile.calibration_illuminant == ILLUMINANT_D65

@@ -179,3 +179,37 @@ def test_thumbnail_from_preview_or_mosaic(tmp_path):
 
     with pytest.raises(RawedgeError, match="preview"):
         write_dng(tmp_path / "x.dng", raw, preview=np.zeros((4, 4), np.uint8))
+
+
+def test_linear_tone_curve_variant_only_changes_the_look(tmp_path):
+    """``make interop`` measures Adobe's colour on this variant: identity ProfileToneCurve, BaselineExposure 0."""
+    raw = _raw(CameraProfile.generic(), Exif())
+    write_dng(tmp_path / "l.dng", raw, linear_tone_curve=True)
+    with tifffile.TiffFile(tmp_path / "l.dng") as tif:
+        tags = tif.pages[0].tags
+        assert tags["BaselineExposure"].value == (0, 100)
+        assert tuple(tags["ProfileToneCurve"].value) == (0.0, 0.0, 1.0, 1.0)
+        assert np.array_equal(tif.pages[0].pages[0].asarray()[CROP_MARGIN:-CROP_MARGIN, CROP_MARGIN:-CROP_MARGIN],
+                              raw.bayer)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("aspect", [1.0, 1.5, 0.75])
+def test_interop_libraw_crop_follows_flip_and_stretch(orientation, aspect):
+    """interop.run crops LibRaw's rendered DefaultCrop margin in its flipped, stretched frame (orientations
+    5 and 7, LibRaw flips 4 and 7, were cropped wrongly before)."""
+    from types import SimpleNamespace
+
+    from interop.corpus import orient
+    from interop.run import LIBRAW_FLIP, libraw_default_crop
+
+    h, w, m = 30, 40, 4
+    sx, sy = (aspect, 1.0) if aspect >= 1 else (1.0, 1.0 / aspect)
+    frame = np.zeros((round((h + 2 * m) * sy), round((w + 2 * m) * sx), 3), np.uint8)
+    frame[round(m * sy):round((m + h) * sy), round(m * sx):round((m + w) * sx)] = 255
+    sizes = SimpleNamespace(height=h + 2 * m, width=w + 2 * m, crop_top_margin=m, crop_left_margin=m,
+                            crop_height=h, crop_width=w, pixel_aspect=aspect, flip=LIBRAW_FLIP[orientation])
+    cropped = libraw_default_crop(orient(frame, orientation), sizes)
+    assert cropped.min() == 255 and cropped.shape[:2] == orient(frame[round(m * sy):round((m + h) * sy),
+                                                                      round(m * sx):round((m + w) * sx)],
+                                                                orientation).shape[:2]

@@ -86,7 +86,8 @@ def test_infer_killed_mid_write_leaves_the_old_file_and_the_next_run_cleans_up(m
     target = out / "boxes.dng"
     target.write_bytes(b"the previous result")  # a killed run must not damage what is there
     mark = tmp_path / "mark"
-    proc = start_held(["infer", SAMPLE_JPEG, "--model", model[0], "-o", target, "--tile", 128], mark, ".dng")
+    proc = start_held(["infer", SAMPLE_JPEG, "--model", model[0], "-o", target, "--tile", 128, "--overwrite"], mark,
+                      ".dng")
     wait_for(mark, proc)
     temp = Path(mark.read_text())
     assert temp.parent == out and temp.stat().st_size > 800 * 600 * 2  # the whole DNG, not yet renamed
@@ -94,7 +95,7 @@ def test_infer_killed_mid_write_leaves_the_old_file_and_the_next_run_cleans_up(m
     assert target.read_bytes() == b"the previous result"
     assert temporaries(out) == [temp.name]  # the dead run's temporary is all that is left
 
-    done = run(["infer", SAMPLE_JPEG, "--model", model[0], "-o", target, "--tile", 128])
+    done = run(["infer", SAMPLE_JPEG, "--model", model[0], "-o", target, "--tile", 128, "--overwrite"])
     assert done.returncode == 0, done.stderr
     assert temporaries(out) == []  # its process is gone: removed at once, not after an hour
     from rawedge.io.raw import read_raw

@@ -116,6 +116,11 @@ def test_bench_runs_on_a_tiny_size(model, tmp_path):
     assert ort["status"] == "ok" and ort["ms_per_mp"] > 0 and ort["peak_rss_mb"] > 10
     assert ort["identical"] or ort["psnr_db"] > 60
     assert rows[("ort", "int8")]["status"] == "skipped" and "rawedge calibrate" in rows[("ort", "int8")]["reason"]
+    # compute efficiency (issue 14): FLOPs from the graph, the measured sgemm peak, ratio to eager, start-up
+    assert data["flops"]["per_pixel"] > 0 and data["peak_gflops"] > 0
+    assert ort["achieved_gflops"] > 0 and ort["peak_fraction"] == pytest.approx(ort["achieved_gflops"] / data["peak_gflops"])
+    assert 0 < ort["compute_s"] <= ort["seconds"] and ort["tiles"] >= 1 and 0 < ort["startup_s"] < 60
+    assert rows[("torch", "fp32")]["vs_torch_eager"] == 1.0 and ort["vs_torch_eager"] > 0
 
 
 def test_readme_embedding_example_runs(model, tmp_path, monkeypatch):

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 from pathlib import Path
 
 import click
 import numpy as np
 
+from rawedge.commands.outputs import refuse_existing
 from rawedge.errors import RawedgeError
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -56,10 +58,55 @@ def describe_photo(path) -> list[str]:
     return [f"{path}: photo {w}x{h} ({w * h / 1e6:.1f} MP), {photo.srgb.dtype} RGB", *_exif_lines(photo.exif)]
 
 
+def _short_kv(d: dict, width: int = 60) -> str:
+    if not d:
+        return "none"
+    parts = []
+    for k, v in sorted(d.items()):
+        text = json.dumps(v) if isinstance(v, (dict, list)) else (f"{v:.4g}" if isinstance(v, float) else str(v))
+        parts.append(f"{k}={text if len(text) <= width else text[:width - 3] + '...'}")
+    return "  ".join(parts)
+
+
+def describe_checkpoint(path) -> list[str]:
+    """A rawedge training checkpoint (.pt): model, config, training progress and metrics (needs torch)."""
+    from rawedge.checkpoint import read_checkpoint, weights_sha256
+
+    ckpt = read_checkpoint(path)
+    state = ckpt.get("state_dict") or {}
+    params = sum(int(v.numel()) for v in state.values() if hasattr(v, "numel"))
+    train_state = ckpt.get("train_state") or {}
+    recipe = ckpt.get("recipe") or {}
+    metrics = {k: v for k, v in (ckpt.get("metrics") or {}).items()}
+    size = Path(path).stat().st_size
+    lines = [f"{path}: rawedge checkpoint of model '{ckpt.get('model_name', '?')}', {params:,} parameters, "
+             f"{size / 1e6:.2f} MB, made with rawedge {ckpt.get('rawedge_version') or '?'}",
+             f"config       {_short_kv(dict(ckpt.get('config') or {}))}"]
+    if train_state:
+        lines.append(f"training     step {train_state.get('step', '?')}, epoch {train_state.get('epoch', '?')}"
+                     f"{', best ' + format(train_state['best'], '.2f') if isinstance(train_state.get('best'), float) else ''}"
+                     f", {train_state.get('world_size', 1)} process(es); resumable (rawedge train --resume {shlex.quote(str(path))})")
+    else:
+        steps = f"step {metrics['step']}, " if "step" in metrics else ""
+        lines.append(f"training     {steps}weights only (no optimizer state: continue with --init, or export it)")
+    lines.append(f"metrics      {_short_kv(metrics)}")
+    for section in ("model", "data", "loss", "train"):
+        if isinstance(recipe.get(section), dict) and recipe[section]:
+            lines.append(f"recipe {section:<6}{_short_kv(recipe[section])}")
+    cams = ", ".join(str(p.get("name", "?")) for p in ckpt.get("camera_profiles") or [] if isinstance(p, dict))
+    lines.append(f"cameras      {cams or 'none'}")
+    recorded = ckpt.get("weights_sha256") or ""
+    same = bool(recorded) and weights_sha256(state) == recorded
+    lines.append(f"weights      sha256 {recorded[:16] or 'none'}… "
+                 + ("(match)" if same else "(DO NOT MATCH: modified or damaged)" if recorded else ""))
+    lines.append(f"export       rawedge export {shlex.quote(str(path))}   (writes {Path(path).with_suffix('.onnx').name} beside it)")
+    return lines
+
+
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 def info(file):
-    """Describe a RAW, DNG, JPEG/PNG/TIFF or rawedge model file.
+    """Describe a RAW, DNG, JPEG/PNG/TIFF, rawedge model (.onnx, .ort, .xml, .engine) or checkpoint (.pt) file.
 
     \b
     Example:  rawedge info photo.dng
@@ -68,7 +115,9 @@ def info(file):
     if not path.is_file():
         raise RawedgeError(path, "no such file")
     suffix = path.suffix.lower()
-    if suffix in (".onnx", ".ort", ".xml", ".engine"):
+    if suffix in (".pt", ".pth"):
+        lines = describe_checkpoint(path)
+    elif suffix in (".onnx", ".ort", ".xml", ".engine"):
         from rawedge.commands.model_info import describe_model
 
         lines = describe_model(path)
@@ -86,7 +135,8 @@ def info(file):
 @click.option("--quality", default=92, show_default=True, type=click.IntRange(1, 100), help="JPEG quality.")
 @click.option("--bright", default=1.0, show_default=True, help="LibRaw brightness multiplier.")
 @click.option("--gamma", default="srgb", type=click.Choice(["srgb", "bt709"]), show_default=True)
-def render(raw_file, output, quality, bright, gamma):
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (default: refuse, in any letter case).")
+def render(raw_file, output, quality, bright, gamma, overwrite):
     """Render a RAW with LibRaw to an sRGB JPEG that keeps the original EXIF.
 
     The rendering is aligned pixel-for-pixel with the RAW mosaic (no rotation, no pixel-aspect stretch),
@@ -99,6 +149,7 @@ def render(raw_file, output, quality, bright, gamma):
     from rawedge.io.raw import read_raw
     from rawedge.io.render import RenderSettings, render_raw
 
+    refuse_existing([output], overwrite)
     raw = read_raw(raw_file)
     settings = RenderSettings(bright=bright, gamma=(2.4, 12.92) if gamma == "srgb" else (2.222, 4.5))
     rgb = render_raw(raw_file, settings)
@@ -117,7 +168,8 @@ def render(raw_file, output, quality, bright, gamma):
 @click.option("--camera", help="Name of a bundled or camera-database profile (rawedge profile list).")
 @click.option("--max-pixels", type=click.IntRange(1),
               help="Refuse photos larger than this many pixels (default 120 MP, or $RAWEDGE_MAX_PIXELS).")
-def unprocess(photo_file, output, like, camera_profile, camera, max_pixels):
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (default: refuse, in any letter case).")
+def unprocess(photo_file, output, like, camera_profile, camera, max_pixels, overwrite):
     """Analytic reverse ISP: sRGB photo -> DNG (inverse sRGB curve, inverse colour matrix, inverse WB, mosaic).
 
     \b
@@ -130,12 +182,19 @@ def unprocess(photo_file, output, like, camera_profile, camera, max_pixels):
     from rawedge.profiles import resolve_profile
     from rawedge.types import Photo, RawImage
 
+    out = output or str(Path(photo_file).with_suffix(".dng"))
+    if Path(out).exists() and Path(out).resolve() == Path(photo_file).resolve():
+        raise RawedgeError(out, "the output would replace the photo itself; choose another -o")
+    refuse_existing([out], overwrite)
     photo = read_photo(photo_file, max_pixels=max_pixels)
+    if photo.converted_from:
+        click.echo(f"{photo_file}: converted from its embedded ICC profile {photo.converted_from!r} to sRGB")
+    for note in photo.exif.notes:
+        click.echo(f"{photo_file}: {note}")
     profile, gains, how = resolve_profile(photo.exif, like=like, profile_json=camera_profile, camera=camera)
     if gains is None:
         gains, wb_how = estimate_wb(profile, photo.exif)
         how = f"{how}; {wb_how}"
-    out = output or str(Path(photo_file).with_suffix(".dng"))
     # Strips of rows (an even count keeps the CFA phase): memory stays near the photo plus its mosaic.
     h, w = photo.srgb.shape[:2]
     bayer = np.empty((h, w), dtype=np.uint16)
@@ -145,7 +204,10 @@ def unprocess(photo_file, output, like, camera_profile, camera, max_pixels):
         bayer[r0:r0 + UNPROCESS_STRIP_ROWS] = part.bayer
     raw = dataclasses.replace(part, bayer=bayer)
     write_dng(out, raw, preview=photo.srgb)
-    click.echo(f"wrote {out}: {w}x{h} {profile.cfa} mosaic, profile {profile.name} ({how})")
+    from rawedge.commands.infer import round_trip
+
+    figure, _ = round_trip(raw, photo.srgb)
+    click.echo(f"wrote {out}: {w}x{h} {profile.cfa} mosaic, profile {profile.name} ({how}); round trip {figure:.1f} dB")
 
 
 class _DefaultCommandGroup(click.Group):
@@ -174,7 +236,8 @@ def profile():
 @profile.command("build")
 @click.argument("raw_path", type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="JSON to write.")
-def profile_build(raw_path, output):
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (default: refuse, in any letter case).")
+def profile_build(raw_path, output, overwrite):
     """Camera profile(s) from a RAW file, or from a folder of RAW files (one per camera, WB prior fitted).
     The default subcommand: ``rawedge profile RAW_OR_DIR -o profile.json``.
 
@@ -186,6 +249,7 @@ def profile_build(raw_path, output):
     from rawedge.profiles import build_profiles
     from rawedge.types import CameraProfile
 
+    refuse_existing([output], overwrite)
     if Path(raw_path).is_dir():
         profiles = build_profiles(raw_path)
         with atomic_output(output) as tmp:

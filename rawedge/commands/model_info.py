@@ -13,47 +13,12 @@ from pathlib import Path
 from rawedge.errors import RawedgeError
 from rawedge.model_meta import METADATA_KEY, ModelMeta
 
-# ModelProto field numbers (onnx.proto3) read by ``onnx_header``.
-_IR_VERSION, _PRODUCER, _PRODUCER_VERSION, _OPSET_IMPORT, _METADATA_PROPS = 1, 2, 3, 8, 14
-
 
 def onnx_header(path: str | os.PathLike) -> dict:
-    """ir_version, producer, opsets and metadata_props of an ONNX file, skipping over the graph (the file
-    is memory-mapped, so a large model costs a few page reads, not a parse)."""
-    import mmap
+    """ir_version, producer, opsets and metadata_props of an ONNX file (runtimes.onnx_proto.read_header)."""
+    from rawedge.runtimes.onnx_proto import read_header
 
-    from rawedge.runtimes.integrity import WireError, wire_fields
-
-    out = {"ir_version": None, "producer": "", "producer_version": "", "opsets": {}, "metadata": {}}
-
-    def text(buf, span) -> str:
-        return bytes(buf[span[0]:span[1]]).decode("utf-8", "replace")
-
-    def strings(buf, span) -> dict:
-        return {k: (text(buf, v) if w == 2 else v) for k, w, v in wire_fields(buf, *span)}
-
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            for number, wire, value in wire_fields(buf):
-                if number == _IR_VERSION and wire == 0:
-                    out["ir_version"] = value
-                elif wire != 2:
-                    continue
-                elif number == _PRODUCER:
-                    out["producer"] = text(buf, value)
-                elif number == _PRODUCER_VERSION:
-                    out["producer_version"] = text(buf, value)
-                elif number == _OPSET_IMPORT:
-                    d = strings(buf, value)
-                    out["opsets"][d.get(1) or "ai.onnx"] = d.get(2, 0)
-                elif number == _METADATA_PROPS:
-                    d = strings(buf, value)
-                    out["metadata"][str(d.get(1, ""))] = str(d.get(2, ""))
-    except (WireError, ValueError, OSError):  # ValueError: mmap of an empty file
-        raise RawedgeError(path, "not an ONNX model (unreadable protobuf)") from None
-    if out["ir_version"] is None:
-        raise RawedgeError(path, "not an ONNX model (no IR version)")
-    return out
+    return read_header(path)
 
 
 def _ort_io(path) -> tuple[list[str], list[str], dict]:
@@ -89,11 +54,25 @@ def _openvino_io(path) -> tuple[list[str], list[str], str | None]:
         return f"{names[0]} {shape} {port.get_element_type().get_type_name()}"
 
     text = None
-    for key in (["framework", METADATA_KEY], [METADATA_KEY]):
+    # rawedge's own entry first: `rawedge calibrate` writes the INT8 metadata there, while the
+    # "framework" entry still holds the FP32 ONNX's metadata it was converted from.
+    for key in ([METADATA_KEY], ["framework", METADATA_KEY]):
         if model.has_rt_info(key):
             text = model.get_rt_info(key).astype(str)
             break
-    return [fmt(p) for p in model.inputs], [fmt(p) for p in model.outputs], text
+    return [fmt(p) for p in model.inputs], [fmt(p) for p in model.outputs], text, _openvino_precision(model)
+
+
+def _openvino_precision(model) -> str | None:
+    """What the IR's graph says: "int8" when it has FakeQuantize operations (NNCF's INT8), "fp16" when
+    its weights are half precision, else None (the metadata's word stands)."""
+    types = [op.get_type_name() for op in model.get_ops()]
+    if "FakeQuantize" in types:
+        return "int8"
+    if any(op.get_type_name() == "Constant" and op.get_element_type().get_type_name() == "f16"
+           for op in model.get_ops()):
+        return "fp16"
+    return None
 
 
 def _sidecar(path: Path) -> str | None:
@@ -187,13 +166,27 @@ def _meta_lines(meta: ModelMeta) -> list[str]:
     return lines + _parity_lines(meta.parity)
 
 
+def _compute_line(path: Path, meta: ModelMeta | None) -> str:
+    """'compute  N kFLOP per input pixel (tile T; global branch M MFLOP per photo)', from the graph
+    (runtimes.flops: convolutions and matrix products, 2 FLOPs per multiply-add)."""
+    from rawedge.runtimes.flops import count_flops
+
+    tile = (meta.static_tile or meta.tile) if meta is not None else None
+    try:
+        count = count_flops(path, tile=tile)
+    except RawedgeError as exc:
+        return f"compute      not counted ({exc.problem})"
+    return (f"compute      {count.summary()}; elementwise ops {count.elementwise_per_pixel:.0f} FLOP per pixel "
+            f"more")
+
+
 def describe_model(path: str | os.PathLike) -> list[str]:
     """Lines describing an .onnx, .ort, OpenVINO .xml or TensorRT .engine model."""
     path = Path(path)
     if not path.is_file():
         raise RawedgeError(path, "no such file")
     suffix = path.suffix.lower()
-    header = None
+    header = graph_precision = None
     if suffix == ".onnx":
         header = onnx_header(path)
         inputs, outputs, props = _ort_io(path)
@@ -204,7 +197,7 @@ def describe_model(path: str | os.PathLike) -> list[str]:
         inputs, outputs, props = _ort_io(path)
         text, kind = props.get(METADATA_KEY), "ONNX Runtime ORT format"
     elif suffix == ".xml":
-        inputs, outputs, text = _openvino_io(path)
+        inputs, outputs, text, graph_precision = _openvino_io(path)
         kind = "OpenVINO IR"
     elif suffix in (".engine", ".plan", ".trt"):
         inputs, outputs, text = [], [], _sidecar(path)
@@ -216,13 +209,16 @@ def describe_model(path: str | os.PathLike) -> list[str]:
         lines.append(f"{path}: {kind}, {_size(path)}: no rawedge metadata (not made by `rawedge export`)")
     else:
         meta = ModelMeta.from_json(text, str(path))
-        lines.append(f"{path}: rawedge model '{meta.model_name}' ({meta.precision}), {kind}, {_size(path)}, "
+        precision = graph_precision or meta.precision
+        lines.append(f"{path}: rawedge model '{meta.model_name}' ({precision}), {kind}, {_size(path)}, "
                      f"made with rawedge {meta.rawedge_version or '?'}")
     if inputs:
         lines.append("inputs       " + " | ".join(inputs))
         lines.append("outputs      " + " | ".join(outputs))
     elif suffix in (".engine", ".plan", ".trt"):
         lines.append("inputs       (shown by the TensorRT runtime; the engine is tied to its GPU)")
+    if suffix == ".onnx":
+        lines.append(_compute_line(path, meta if text is not None else None))
     if text is not None:
         lines += _meta_lines(meta)
         if suffix == ".onnx" and meta.onnx_weights_sha256 and not meta.calibration:

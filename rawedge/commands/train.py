@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from rawedge.data.manifest import KINDS
 from rawedge.errors import RawedgeError
 
 
@@ -126,6 +127,28 @@ def _yaml_mapping(text, what):
     return value
 
 
+RUN_FILES = ("log.jsonl", "last.pt", "best.pt", "recipe.yaml")
+
+
+def check_run_folder(out: Path, resume, overwrite: bool) -> None:
+    """A run folder that is not empty is another run's: refused unless ``--resume`` continues it or
+    ``--overwrite`` starts afresh (then the old run's log and checkpoints go, so nothing mixes)."""
+    if resume or not out.is_dir():
+        return
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    if not overwrite:
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        last = out / "last.pt"
+        how = f"--resume {last} to continue it, " if last.is_file() else ""
+        raise RawedgeError(out, f"the run folder is not empty ({shown}); pass {how}--overwrite to start afresh, "
+                                "or another --out")
+    if int(os.environ.get("RANK", "0")) == 0:
+        for path in [out / name for name in RUN_FILES] + sorted(out.glob("step_*.pt")):
+            path.unlink(missing_ok=True)
+
+
 @click.command("train")
 @click.option("--config", type=click.Path(dir_okay=False), help="Recipe YAML (see recipes/).")
 @click.option("--model", help="Registry model name (unet, paramisp, analytic...).")
@@ -145,9 +168,11 @@ def _yaml_mapping(text, what):
 @click.option("--resume", type=click.Path(dir_okay=False), help="Continue from a checkpoint of this run (last.pt).")
 @click.option("--init", type=click.Path(dir_okay=False),
               help="Start from this checkpoint's weights and buffers (its model and config unless given).")
+@click.option("--overwrite", is_flag=True,
+              help="Start afresh in a run folder that is not empty (its log, last/best/step checkpoints are replaced).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(config, model, model_config, data_dir, loss, loss_config, epochs, steps, batch, crop, lr, seed, device, out,
-          assignments, resume, init, progress):
+          assignments, resume, init, overwrite, progress):
     """Train a reverse-ISP model from a recipe and/or flags (flags win over the recipe).
 
     Runs in one process, or as DDP under torchrun (gloo on CPU, NCCL on CUDA):
@@ -181,6 +206,7 @@ def train(config, model, model_config, data_dir, loss, loss_config, epochs, step
             spec["config"] = dict(ckpt["config"])
         spec["init"] = str(init)
     recipe = Recipe.from_dict(apply_overrides(d, list(assignments)), config)
+    check_run_folder(Path(recipe.train.out), resume, overwrite)
     result = run_training(recipe, resume=resume, show_progress=progress)
     if int(os.environ.get("RANK", "0")) == 0:
         m = result.metrics
@@ -193,7 +219,7 @@ def train(config, model, model_config, data_dir, loss, loss_config, epochs, step
 @click.argument("model", type=str)
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.option("--split", default="val", show_default=True, type=click.Choice(["val", "train", "all"]))
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(["libraw", "camera_jpeg", "synthetic"]),
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(list(KINDS)),
               help="Only these kinds of pairs (repeatable; default all).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="JSON report to write.")
 @click.option("--figure", type=click.Path(dir_okay=False), help="PNG figure to write.")
@@ -205,8 +231,10 @@ def train(config, model, model_config, data_dir, loss, loss_config, epochs, step
 def evaluate(model, data_dir, split, kinds, output, figure, tile, overlap, device, max_images, crop):
     """Score a checkpoint (or "analytic") on a data folder, next to the analytic reverse ISP.
 
-    RAW PSNR/SSIM on packed RGGB in [0, 1], and sRGB PSNR/SSIM/ΔE2000 after each of five fixed edits,
-    overall, per kind of pair and per camera.
+    RAW PSNR/SSIM on packed RGGB in [0, 1], scale-invariant RAW PSNR (after the best scalar gain) and the
+    exposure error in stops (log2 of mean prediction over mean truth, unsaturated pixels), and sRGB
+    PSNR/SSIM/ΔE2000 after each of five fixed edits, overall, per kind of pair and per camera; for a model
+    with a confidence output, its calibration (observed RMS error by decile of predicted sigma).
 
     \b
     Example:  rawedge eval runs/unet_small/best.pt data/pairs -o eval.json --figure eval.png
@@ -241,6 +269,8 @@ def evaluate(model, data_dir, split, kinds, output, figure, tile, overlap, devic
         click.echo(f"{label:26}{fmt.format(*get(s['model'])):>22}{fmt.format(*get(s['analytic'])):>22}")
 
     row("RAW PSNR / SSIM", lambda m: (m["raw"]["psnr"], m["raw"]["ssim"]), "{:.2f} dB / {:.4f}")
+    row("scale-invariant RAW PSNR", lambda m: (m["raw"]["si_psnr"],), "{:.2f} dB")
+    row("exposure error (median |.|)", lambda m: (m["raw"]["exposure_abs_median_stops"],), "{:.2f} stops")
     for edit in s["model"]["srgb"]:
         row(f"sRGB {edit} PSNR / ΔE", lambda m, e=edit: (m["srgb"][e]["psnr"], m["srgb"][e]["delta_e2000"]),
             "{:.2f} dB / {:.2f}")
@@ -249,6 +279,10 @@ def evaluate(model, data_dir, split, kinds, output, figure, tile, overlap, devic
         for group, g in report[key].items():
             click.echo(f"  {group}: {g['model']['raw']['psnr']:.2f} vs {g['analytic']['raw']['psnr']:.2f} dB "
                        f"({g['model']['n']} images)")
+    if "confidence" in report:
+        click.echo("confidence calibration (decile of predicted sigma: mean sigma -> observed RMS error):")
+        for b in report["confidence"]["deciles"]:
+            click.echo(f"  {b['bin'] + 1:2d}: {b['sigma']:.4f} -> {b['rms_error']:.4f}")
     for target in (output, figure):
         if target:
             click.echo(f"wrote {target}")

@@ -62,9 +62,12 @@ _SDK_MIN_RANGE_FOR_2X2_BLACK = 512
 # Why the mosaic is stored uncompressed (measured 2026, DNG SDK 1.7.1, LibRaw 0.22, tifffile 2026.3.3):
 # Deflate (Compression 8, with or without a predictor) on 16-bit CFA data is refused by the SDK
 # ("*** Error: ZIP compression is limited to floating point, 32-bit integer, ... maps") and LibRaw
-# cannot decode it (LibRawDataError); lossless JPEG, the DNG codec for integer CFA data, needs
-# imagecodecs, which rawedge does not depend on, and tifffile cannot read it back without it.
-UNCOMPRESSED_WHY = "Deflate CFA DNGs are invalid for Adobe's SDK and LibRaw; lossless JPEG needs imagecodecs"
+# cannot decode it (LibRawDataError). Lossless JPEG, the DNG codec for integer CFA data, needs imagecodecs
+# (tifffile compression="jpeg", compressionargs={"lossless": True}, bitspersample=16; imagecodecs
+# 2026.3.6): the SDK accepts it and it saves about a third, but LibRaw 0.22 fails on 14-bit data
+# (white 16383: "data corrupted") and, tiled, on odd sizes, so it is not offered (README "Formats").
+UNCOMPRESSED_WHY = ("Deflate CFA DNGs are invalid for Adobe's SDK and LibRaw; lossless JPEG (imagecodecs) "
+                    "is not decoded by LibRaw 0.22 for 14-bit mosaics")
 
 
 def _srational(values, denominator: int = 10000) -> tuple[int, ...]:
@@ -327,12 +330,24 @@ def thumbnail(raw: RawImage, preview=None, path=None) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def write_dng(path: str | os.PathLike, raw: RawImage, preview: np.ndarray | None = None) -> None:
+def linear_tone_curve_tags(tags: list[tuple]) -> list[tuple]:
+    """``tags`` (from :func:`dng_tags`) with Adobe's default look switched off: an identity
+    ProfileToneCurve and BaselineExposure 0. Used by ``make interop`` to measure the DNG's colour data
+    (matrix, neutral, illuminant) in Adobe's rendering without Adobe's default tone curve, which boosts
+    saturated colours (README "Formats")."""
+    return [t for t in tags if t[0] != 50730] + [
+        (50730, "2i", 1, (0, 100), True),  # BaselineExposure 0
+        (50940, "f", 4, (0.0, 0.0, 1.0, 1.0), True),  # ProfileToneCurve: identity
+    ]
+
+
+def write_dng(path: str | os.PathLike, raw: RawImage, preview: np.ndarray | None = None, *,
+              linear_tone_curve: bool = False) -> None:
     """Write ``raw`` as a CFA DNG at ``path`` (atomically: no partial file on failure).
 
     ``preview``: the photo the mosaic was made from (HxWx3 uint8 sRGB, as stored, not rotated), for the
     thumbnail; without it the thumbnail is rendered from the mosaic. The mosaic is uncompressed: see
-    UNCOMPRESSED_WHY."""
+    UNCOMPRESSED_WHY. ``linear_tone_curve``: see :func:`linear_tone_curve_tags` (for measurements)."""
     import tifffile
 
     check_raw_image(raw, path)
@@ -346,7 +361,8 @@ def write_dng(path: str | os.PathLike, raw: RawImage, preview: np.ndarray | None
         with tifffile.TiffWriter(tmp, bigtiff=False, byteorder="<") as tif:
             tif.write(thumb, photometric="rgb", planarconfig="contig", subfiletype=1, subifds=1,
                       software=f"rawedge {__version__}", metadata=None,
-                      extratags=dng_tags(raw) + [(_EXIF_PLACEHOLDER, "I", 1, 0, True)])
+                      extratags=(linear_tone_curve_tags(dng_tags(raw)) if linear_tone_curve else dng_tags(raw))
+                      + [(_EXIF_PLACEHOLDER, "I", 1, 0, True)])
             tif.write(padded, photometric=32803, subfiletype=0, metadata=None,  # 32803: CFA
                       extratags=raw_ifd_tags(raw, bayer.shape, repeat, black, white))
         _append_exif_ifd(tmp, exif)

@@ -16,6 +16,13 @@ TAG_MAKE, TAG_MODEL, TAG_ORIENTATION, TAG_DATETIME = 271, 272, 274, 306
 TAG_EXPOSURE_TIME, TAG_F_NUMBER, TAG_ISO, TAG_FOCAL_LENGTH = 33434, 33437, 34855, 37386
 TAG_DATETIME_ORIGINAL = 36867
 TAG_LIGHT_SOURCE = 37384
+TAG_BRIGHTNESS, TAG_EXPOSURE_BIAS = 37379, 37380
+# Values outside these ranges are not photographs' settings but damaged or invented tags: they are dropped
+# (missing, as the model's training-time dropout) with a notice, never fed to a model.
+PLAUSIBLE = {"exposure_time": ("exposure time", 1e-6, 3600.0, "s"), "iso": ("ISO", 1.0, 1e7, ""),
+             "f_number": ("f-number", 0.5, 1000.0, ""), "focal_length": ("focal length", 0.5, 10000.0, " mm"),
+             "exposure_bias": ("exposure bias", -10.0, 10.0, " EV"), "brightness_value": ("brightness value", -20.0,
+                                                                                         30.0, " Bv")}
 EXIF_IFD_POINTER = 0x8769
 
 
@@ -65,6 +72,33 @@ def _number(value) -> float | None:
     return x if math.isfinite(x) and x > 0 else None
 
 
+def _signed(value) -> float | None:
+    """A finite float (of either sign) from a tag value, else None."""
+    if isinstance(value, (tuple, list)):
+        if len(value) == 2 and all(isinstance(v, int) for v in value):
+            value = value[0] / value[1] if value[1] else None
+        elif value:
+            value = value[0]
+        else:
+            value = None
+    try:
+        x = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def plausible(name: str, value: float | None, notes: list[str]) -> float | None:
+    """``value`` when it is a plausible EXIF ``name`` (see PLAUSIBLE), else None with a notice in ``notes``."""
+    if value is None:
+        return None
+    label, low, high, unit = PLAUSIBLE[name]
+    if low <= value <= high:
+        return value
+    notes.append(f"EXIF {label} {value:g}{unit} is implausible (outside {low:g}..{high:g}); treated as missing")
+    return None
+
+
 def _text(value) -> str | None:
     if value is None:
         return None
@@ -94,12 +128,21 @@ def light_source_code(value) -> int | None:
 
 
 def exif_from_tags(tags: dict[int, object]) -> Exif:
-    """Exif from a flat {tag number: value} map (IFD0 and the EXIF IFD merged)."""
+    """Exif from a flat {tag number: value} map (IFD0 and the EXIF IFD merged). Implausible numbers
+    (negative exposure, ISO 0, exposure bias +-100...) are dropped, each with a notice in ``Exif.notes``."""
+    notes: list[str] = []
+
+    def checked(name, tag):
+        return plausible(name, _signed(tags.get(tag)), notes)
+
     return Exif(
-        exposure_time=_number(tags.get(TAG_EXPOSURE_TIME)),
-        iso=_number(tags.get(TAG_ISO)),
-        f_number=_number(tags.get(TAG_F_NUMBER)),
-        focal_length=_number(tags.get(TAG_FOCAL_LENGTH)),
+        exposure_time=checked("exposure_time", TAG_EXPOSURE_TIME),
+        iso=checked("iso", TAG_ISO),
+        f_number=checked("f_number", TAG_F_NUMBER),
+        focal_length=checked("focal_length", TAG_FOCAL_LENGTH),
+        exposure_bias=checked("exposure_bias", TAG_EXPOSURE_BIAS),
+        brightness_value=checked("brightness_value", TAG_BRIGHTNESS),
+        notes=notes,
         make=_text(tags.get(TAG_MAKE)),
         model=_text(tags.get(TAG_MODEL)),
         orientation=_orientation(tags.get(TAG_ORIENTATION)),
@@ -193,6 +236,10 @@ def pillow_exif(exif: Exif):
         sub[TAG_ISO] = int(round(exif.iso))
     if exif.focal_length:
         sub[TAG_FOCAL_LENGTH] = TiffImagePlugin.IFDRational(*rational(exif.focal_length, 1000))
+    if exif.exposure_bias is not None:
+        sub[TAG_EXPOSURE_BIAS] = TiffImagePlugin.IFDRational(*rational(exif.exposure_bias, 1000))
+    if exif.brightness_value is not None:
+        sub[TAG_BRIGHTNESS] = TiffImagePlugin.IFDRational(*rational(exif.brightness_value, 1000))
     if exif.datetime:
         sub[TAG_DATETIME_ORIGINAL] = exif.datetime.replace("-", ":")[:19]
     if exif.light_source:

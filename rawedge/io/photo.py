@@ -1,6 +1,7 @@
 """Photos in (JPEG, PNG, TIFF: 8 or 16 bit RGB) with their EXIF, and JPEG out with EXIF."""
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -68,6 +69,7 @@ def read_photo(path: str | os.PathLike, max_pixels: int | None = None) -> Photo:
                     im = im.convert("RGB")
                 elif mode not in ("RGB", "RGBA"):
                     im = im.convert("RGB")
+                im, converted_from = to_srgb(im)
                 arr = np.asarray(im)
     except RawedgeError:
         raise
@@ -75,7 +77,42 @@ def read_photo(path: str | os.PathLike, max_pixels: int | None = None) -> Photo:
         raise RawedgeError(path, "not an image Pillow can read (JPEG, PNG or TIFF expected)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise RawedgeError(path, f"cannot decode image ({str(exc).splitlines()[0] if str(exc) else 'truncated or corrupt'})") from None
-    return Photo(srgb=_as_rgb(path, arr), exif=exif, source=str(path))
+    return Photo(srgb=_as_rgb(path, arr), exif=exif, source=str(path), converted_from=converted_from)
+
+
+def icc_description(icc: bytes) -> str | None:
+    """The description of an ICC profile, or None if Pillow cannot read it."""
+    from PIL import ImageCms
+
+    try:
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"
+    except (OSError, ImageCms.PyCMSError, TypeError, ValueError):
+        return None
+
+
+def to_srgb(im):
+    """(image, description of the profile it was converted from, or None): an RGB image with an embedded
+    ICC profile other than sRGB (Adobe RGB, Display P3, ProPhoto...) converted to sRGB with LittleCMS
+    (relative colorimetric, black-point compensation off), as the model expects sRGB. Profiles that call
+    themselves sRGB, that are not RGB or that Pillow cannot read leave the pixels as stored."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "RGBA"):
+        return im, None
+    from PIL import ImageCms
+
+    description = icc_description(icc)
+    if description is None or "srgb" in description.lower().replace(" ", "").replace("-", ""):
+        return im, None
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if source.profile.xcolor_space.strip() != "RGB":
+            return im, None
+        rgb = im.convert("RGB") if im.mode != "RGB" else im
+        converted = ImageCms.profileToProfile(rgb, source, ImageCms.createProfile("sRGB"),
+                                              renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, outputMode="RGB")
+    except (OSError, ImageCms.PyCMSError, ValueError):
+        return im, None
+    return converted, description
 
 
 def _read_tiff(path: Path, max_pixels: int) -> Photo:

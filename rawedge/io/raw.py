@@ -23,26 +23,30 @@ def _cfa_string(raw) -> str:
     return cfa
 
 
-def _tiff_facts(path: Path) -> tuple[Exif | None, list | None]:
+def _tiff_facts(path: Path) -> tuple[Exif | None, list | None, int | None]:
     """EXIF of TIFF-based RAWs (DNG and most others), richer than LibRaw's (orientation, make, model),
-    and a DNG's own XYZ->camera ColorMatrix (None when it has none)."""
+    a DNG's own XYZ->camera ColorMatrix (None when it has none) and the CalibrationIlluminant of the
+    matrix rawedge uses (None when the file has no usable matrix or no illuminant tag)."""
     try:
         import tifffile
 
         with quiet_tifffile(), tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
-            return exif_from_tifffile_page(page), _dng_color_matrix(page)
+            matrix, illuminant = _dng_color_matrix(page)
+            return exif_from_tifffile_page(page), matrix, illuminant
     except Exception:
-        return None, None
+        return None, None, None
 
 
 # What rawedge's DNG writer stores for a camera without a known matrix (rawedge.io.dng): read as unknown.
 _UNKNOWN_MATRIX_MARKER = np.linalg.inv(SRGB_TO_XYZ)
 
 
-def _dng_color_matrix(page) -> list | None:
-    """ColorMatrix1/2 of a DNG (the one calibrated for D65 when there are two). LibRaw reports a DNG's
-    matrix only for cameras in its own table, so rawedge's DNGs of other cameras need this."""
+def _dng_color_matrix(page) -> tuple[list | None, int | None]:
+    """(ColorMatrix1/2 of a DNG, its CalibrationIlluminant): the one calibrated for D65 when there are
+    two. LibRaw reports a DNG's matrix only for cameras in its own table (and never the illuminant), so
+    rawedge's DNGs of other cameras need this. (None, None) without a usable matrix; the illuminant is
+    None when the matrix has no CalibrationIlluminant tag."""
     found = {}
     for matrix_tag, illuminant_tag in ((50721, 50778), (50722, 50779)):
         tag = page.tags.get(matrix_tag)
@@ -52,15 +56,22 @@ def _dng_color_matrix(page) -> list | None:
         if pairs.size != 18 or np.any(pairs[1::2] == 0):
             continue
         illuminant = page.tags.get(illuminant_tag)
-        found[int(illuminant.value) if illuminant is not None else 0] = (pairs[0::2] / pairs[1::2]).reshape(3, 3)
+        try:
+            code = int(illuminant.value) if illuminant is not None else None
+        except (TypeError, ValueError):
+            code = None
+        if code is not None and not 0 <= code <= 65535:
+            code = None
+        found.setdefault(code, (pairs[0::2] / pairs[1::2]).reshape(3, 3))
     if not found:
-        return None
-    matrix = found.get(ILLUMINANT_D65, next(iter(found.values())))
+        return None, None
+    illuminant = ILLUMINANT_D65 if ILLUMINANT_D65 in found else next(iter(found))
+    matrix = found[illuminant]
     if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-9:
-        return None
+        return None, None
     if np.allclose(matrix, _UNKNOWN_MATRIX_MARKER, atol=2e-4):
-        return None
-    return matrix.tolist()
+        return None, None
+    return matrix.tolist(), illuminant
 
 
 def read_raw(path: str | os.PathLike) -> RawImage:
@@ -116,7 +127,7 @@ def _to_raw_image(raw, path: Path, data: bytes) -> RawImage:
     white = float(raw.white_level)
 
     make, model = ciff_make_model(data)  # Canon CRW; TIFF-based RAWs name the camera in their tags
-    tiff_exif, dng_matrix = _tiff_facts(path)
+    tiff_exif, dng_matrix, dng_illuminant = _tiff_facts(path)
     if tiff_exif and (tiff_exif.make or not make):
         make, model = tiff_exif.make, tiff_exif.model
     exif = exif_from_rawpy(raw, make, model)
@@ -127,6 +138,10 @@ def _to_raw_image(raw, path: Path, data: bytes) -> RawImage:
 
     xyz_to_cam = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3, :3]
     color_matrix = xyz_to_cam.tolist() if np.any(xyz_to_cam) and abs(np.linalg.det(xyz_to_cam)) > 1e-9 else dng_matrix
+    # The matrix's calibration illuminant: the DNG's tag when the file has one (LibRaw reports none; its
+    # own table and other RAWs' matrices are D65), so that a DNG of a matrix calibrated under, e.g.,
+    # illuminant A (17) reads back as such.
+    illuminant = dng_illuminant if color_matrix is not None and dng_illuminant is not None else ILLUMINANT_D65
 
     gains = _as_shot_gains(raw)
     neutral = gains[1] / gains
@@ -134,6 +149,7 @@ def _to_raw_image(raw, path: Path, data: bytes) -> RawImage:
     profile = CameraProfile(
         name=name, cfa=cfa, black_level=black.tolist(), white_level=white, color_matrix=color_matrix,
         make=make, model=model, pixel_aspect=float(raw.sizes.pixel_aspect or 1.0),
+        calibration_illuminant=int(illuminant),
     )
     fit_wb_prior(profile, [gains])
     return RawImage(bayer=bayer, cfa=cfa, black_level=black, white_level=white, as_shot_neutral=neutral,
