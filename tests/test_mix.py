@@ -46,6 +46,9 @@ def test_pool_has_every_kind_tagged_with_families(small_mix):
     crosscam = [s for s in pool.samples if s.kind == "crosscam"]
     assert len(crosscam) == 2  # only the Canon file has a colour matrix to re-project from
     assert all(s.source.startswith("Canon") and s.camera != "Canon PowerShot G2" for s in crosscam)
+    simulated = {name for name, c in pool.cameras.items() if c.get("simulated")}  # never embedded in a model
+    assert simulated == {s.camera for s in pool.samples if s.kind in ("crosscam", "synthetic")}
+    assert "Canon PowerShot G2" not in simulated
     assert all(max(s.height, s.width) <= 512 for s in pool.samples if s.kind in ("libraw", "engine", "crosscam"))
 
 

@@ -38,6 +38,7 @@ FAMILIES = {  # family -> (EXIF maker, model prefixes or None for every model of
     "gopro": ("GoPro", None),
 }
 NO_FAMILY = "none"
+SIMULATED_KINDS = ("crosscam", "synthetic")  # their camera is a table entry with drawn levels, not a measurement
 
 
 def family_of(make: str | None, model: str | None) -> str:
@@ -99,6 +100,9 @@ class _Writer:
 
     def pair(self, sid: str, kind: str, srgb: np.ndarray, raw_rel: str, profile, black, white, wb, exif,
              settings: dict, quality: int | None, source: str, alignment=None) -> None:
+        """Record one pair. Cameras only simulated here (cross-camera and synthetic targets, with drawn
+        levels) are marked ``simulated`` in the manifest, so a trained model does not embed them as if
+        they had been measured (rawedge.training.trainer)."""
         from rawedge.io.photo import write_jpeg, write_png
 
         if quality is None:
@@ -107,7 +111,8 @@ class _Writer:
         else:
             rel = f"srgb/{sid}.jpg"
             write_jpeg(self.out / rel, srgb, exif, quality=quality)
-        self.cameras.setdefault(profile.name, profile.to_dict())
+        self.cameras.setdefault(profile.name, {**profile.to_dict(), **({"simulated": True}
+                                                                       if kind in SIMULATED_KINDS else {})})
         gains = np.asarray(wb, dtype=np.float64)
         self.rows.append({"id": sid, "source": source, "camera": profile.name, "kind": kind, "split": "train", "srgb": rel,
                               "raw": raw_rel, "height": int(srgb.shape[0]), "width": int(srgb.shape[1]),

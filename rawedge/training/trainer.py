@@ -216,7 +216,8 @@ class Trainer:
         state = {"step": self.step, "epoch": epoch, "batches_done": batches_done, "best": self.best,
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "rng": rng_state(), "world_size": self.ctx.world_size}
-        save_checkpoint(path, self.model, camera_profiles=list(self.manifest.cameras.values()),
+        measured = [c for c in self.manifest.cameras.values() if not c.get("simulated")]  # see rawedge.data.mix
+        save_checkpoint(path, self.model, camera_profiles=measured,
                         recipe=self.recipe.to_dict(), metrics=dict(self.metrics, step=self.step),
                         train_state=state, extra={"data_dir": str(self.recipe.data.dir)})
 
