@@ -29,6 +29,20 @@ def default_precision(runtime: str) -> str:
     return "fp16" if runtime == "trt" else "fp32"
 
 
+def auto_precision(model_path: str | os.PathLike, runtime: str) -> tuple[str, str]:
+    """(precision, why) for ``--precision auto``: the INT8 artefact beside the model when there is one
+    (`rawedge calibrate` writes it only after it passed its accuracy gate, and INT8 is the faster path on
+    these CPUs: see the README's Quantize section), else the runtime's default precision."""
+    check_runtime(runtime)
+    if runtime != "trt":
+        for ext in INT8_EXTENSIONS[runtime]:
+            path = int8_artefact_path(model_path, runtime, ext)
+            if path.is_file():
+                return "int8", f"auto: {path.name} passed its calibration gate"
+    precision = default_precision(runtime)
+    return precision, f"auto: no INT8 artefact beside {Path(model_path).name}, {precision}"
+
+
 def int8_artefact_path(model_path: str | os.PathLike, runtime: str, ext: str | None = None) -> Path:
     """Where the INT8 artefact of ``model_path`` for ``runtime`` lives (the calibration stage writes it)."""
     check_runtime(runtime)

@@ -416,3 +416,15 @@ def test_a_batch_photo_with_part_of_its_outputs_is_an_error(tmp_path):
     todo, skipped = plan_outputs(files, targets, parts, many=True, overwrite=False)
     assert todo == [(files[2], targets[2])] and skipped == files[:2]
     assert len(plan_outputs(files, targets, parts, many=True, overwrite=True)[0]) == 3
+
+
+def test_auto_precision_takes_the_int8_artefact_when_there_is_one(tmp_path):
+    from rawedge.runtimes.factory import auto_precision, int8_artefact_path
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    assert auto_precision(model, "ort")[0] == "fp32" and auto_precision(model, "trt")[0] == "fp16"
+    int8_artefact_path(model, "ort").write_bytes(b"")
+    precision, why = auto_precision(model, "ort")
+    assert precision == "int8" and int8_artefact_path(model, "ort").name in why
+    assert auto_precision(model, "openvino")[0] == "fp32"  # another runtime's artefact does not count

@@ -261,8 +261,9 @@ def _failure_reason(exc: BaseException) -> str:
 @click.option("--model", "model_path", type=click.Path(dir_okay=False),
               help="Exported rawedge model (.onnx; an OpenVINO .xml with --runtime openvino). Default: the bundled one.")
 @click.option("--runtime", type=click.Choice(["ort", "openvino", "trt"]), default="ort", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]),
-              help="Default fp32 (fp16 on trt). int8 uses <model>.<runtime>.int8.* made by `rawedge calibrate`.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True,
+              help="auto: the INT8 artefact <model>.<runtime>.int8.* (made by `rawedge calibrate`, which writes it "
+                   "only when it passes its accuracy gate) when there is one, else fp32 (fp16 on trt).")
 @click.option("--tile", type=int, help="Tile size in pixels (default: the model's; 0 = whole photo at once).")
 @click.option("--overlap", type=int, help="Tile overlap in pixels (default: the model's).")
 @click.option("--batch", type=click.IntRange(1), default=4, show_default=True, help="Tiles per inference call.")
@@ -327,6 +328,11 @@ def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads,
     if not todo:
         return
     model = Path(model_path) if model_path else default_model_path()
+    if precision == "auto":
+        from rawedge.runtimes.factory import auto_precision
+
+        precision, why = auto_precision(model, runtime)
+        click.echo(f"precision {precision} ({why})", err=True)
     rec = Reconstructor.open(model, runtime=runtime, precision=precision, tile=tile, overlap=overlap, batch=batch,
                              threads=threads)
     if confidence and not rec.has_confidence:
