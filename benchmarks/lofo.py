@@ -123,7 +123,7 @@ def table(work: Path, reports: dict[str, dict]) -> str:
     gains_raw, gains_srgb, worst = [], [], []
     for family, report in reports.items():
         s = report["summary"]
-        lines.append("| **" + _row(f"{family} (all)", s) + " |")
+        lines.append("| " + _row(f"**{family} (all)**", s) + " |")
         gains_raw.append(s["model"]["raw"]["psnr"] - s["analytic"]["raw"]["psnr"])
         gains_srgb.append(s["model"]["srgb"]["default"]["psnr"] - s["analytic"]["srgb"]["default"]["psnr"])
         for cam, g in report["by_camera"].items():
@@ -133,10 +133,29 @@ def table(work: Path, reports: dict[str, dict]) -> str:
         for kind, g in report["by_kind"].items():
             lines.append("| " + _row(f"{family}: {kind}", g) + " |")
     n = max(1, len(gains_raw))
+    stops = {who: [abs(im[who]["raw"]["exposure_stops"]) for r in reports.values() for im in r["images"]]
+             for who in ("model", "analytic")}
+    median = {who: sorted(v)[len(v) // 2] if v else float("nan") for who, v in stops.items()}
     summary = (f"\nMean over held-out families: RAW PSNR {sum(gains_raw) / n:+.2f} dB, edited sRGB PSNR "
-               f"{sum(gains_srgb) / n:+.2f} dB against the analytic inverse. Worst held-out camera: "
-               + ", ".join(f"{cam} RAW {r:+.2f} / sRGB {s:+.2f} dB" for r, s, cam in sorted(worst)[:2]) + ".")
-    return "\n".join(lines) + "\n" + summary + "\n"
+               f"{sum(gains_srgb) / n:+.2f} dB against the analytic inverse. Worst held-out cameras: "
+               + ", ".join(f"{cam} RAW {r:+.2f} / sRGB {s:+.2f} dB" for r, s, cam in sorted(worst)[:2])
+               + f". Median absolute exposure error over all held-out images: {median['model']:.2f} stops "
+               f"(analytic inverse {median['analytic']:.2f}).")
+    return "\n".join(lines) + "\n" + summary + "\n" + _calibration(reports)
+
+
+def _calibration(reports: dict[str, dict]) -> str:
+    """The confidence calibration table: observed RMS error by decile of predicted sigma, per fold."""
+    folds = {f: r["confidence"]["deciles"] for f, r in reports.items() if r.get("confidence")}
+    if not folds:
+        return ""
+    head = "| decile | " + " | ".join(f"{f}: sigma -> RMS error" for f in folds) + " |"
+    lines = [("\nConfidence calibration on the held-out families (mean predicted sigma -> observed RMS error, "
+             "normalised RAW units, by decile of sigma):\n"), head, "|---|" + "---|" * len(folds)]
+    for b in range(10):
+        cells = [f"{d[b]['sigma']:.4f} -> {d[b]['rms_error']:.4f}" if b < len(d) else "" for d in folds.values()]
+        lines.append(f"| {b + 1} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

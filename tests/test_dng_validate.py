@@ -85,6 +85,22 @@ def test_cli_unprocess_output_passes(dng_validate, tmp_path):
     assert _check(dng_validate, tmp_path / "u.dng") == []
 
 
+def test_cli_infer_output_passes(dng_validate, tmp_path):
+    """What users get from the learned model: the bundled model's DNG of the sample (a known camera) and of
+    a photo with no camera in its EXIF (the generic profile)."""
+    from click.testing import CliRunner
+
+    from rawedge.cli import main
+    from rawedge.io.photo import read_photo, write_jpeg
+
+    anonymous = tmp_path / "anonymous.jpg"
+    write_jpeg(anonymous, read_photo(SAMPLE_JPEG).srgb[:301, :457])  # no EXIF, odd size
+    for photo, out in ((SAMPLE_JPEG, tmp_path / "s.dng"), (anonymous, tmp_path / "a.dng")):
+        result = CliRunner().invoke(main, ["infer", str(photo), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert _check(dng_validate, out) == [], out.name
+
+
 @needs_shared
 @pytest.mark.parametrize("index", [0, 4, 12, 22], ids=lambda i: RAW_FILES[i].name if i < len(RAW_FILES) else str(i))
 def test_shared_raw_round_trip_passes(dng_validate, index, tmp_path):
