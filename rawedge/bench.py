@@ -127,10 +127,16 @@ def summary_lines(result: dict) -> list[str]:
 
 # --- the worker (one backend, one precision, in a subprocess) -----------------------------------------------
 def _peak_rss_mb() -> float:
+    """This process's own peak resident memory: VmHWM where Linux has it (ru_maxrss would include the
+    parent's high-water mark, which Linux carries across fork and exec), else ru_maxrss."""
     import resource
 
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024.0
+    except (OSError, StopIteration, ValueError):
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
 
 
 def _open(case: dict):

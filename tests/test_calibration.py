@@ -108,7 +108,8 @@ def test_ort_int8_builds_loads_and_passes(model, photos, tmp_path):
                      "-o", out, "--tile", 64)
     assert code == 0, text
     fp32 = tmp_path / "p0.fp32.npy"
-    assert run("infer", photos / "p0.jpg", "--model", onnx_path, "--format", "npy", "-o", fp32, "--tile", 64)[0] == 0
+    assert run("infer", photos / "p0.jpg", "--model", onnx_path, "--format", "npy", "-o", fp32, "--tile", 64,
+               "--precision", "fp32")[0] == 0  # explicit: auto would take the INT8 artefact now beside the model
     a, b = np.load(out), np.load(fp32)
     assert a.shape == (96, 128) and 0 < np.abs(a - b).max() < 0.05  # INT8: close to FP32, not identical
 

@@ -256,8 +256,15 @@ def jpeg_claiming(width: int, height: int) -> bytes:
     return bytes(data[:sof + 20])
 
 
-MEASURED = ("import atexit, resource, sys; atexit.register(lambda: sys.stderr.write("
-            "f'\\npeak_rss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')); "
+# The child's own peak: VmHWM of its address space. ru_maxrss is not it: Linux carries the parent's
+# high-water mark across fork/exec, so a child of a large test worker would report the worker's memory.
+MEASURED = ("import atexit, resource, sys\n"
+            "def peak():\n"
+            "    try:\n"
+            "        return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+            "    except (OSError, StopIteration):\n"
+            "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "atexit.register(lambda: sys.stderr.write(f'\\npeak_rss_kb={peak()}\\n'))\n"
             "from rawedge.cli import main; main(sys.argv[1:], prog_name='rawedge')")
 
 
