@@ -73,16 +73,24 @@ def _conv2d_same(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out
 
 
+def _tent_same(img: np.ndarray) -> np.ndarray:
+    """:func:`_conv2d_same` with the bilinear kernel [1,2,1]x[1,2,1]/4, done as its two separable 3-tap
+    passes (a third of the work: the rendering back of a 12 MP result spends most of its time here)."""
+    rows = np.pad(img, ((1, 1), (0, 0)), mode="reflect")
+    v = rows[:-2] + 2 * rows[1:-1] + rows[2:]
+    cols = np.pad(v, ((0, 0), (1, 1)), mode="reflect")
+    return ((cols[:, :-2] + 2 * cols[:, 1:-1] + cols[:, 2:]) * np.float32(0.25)).astype(np.float32)
+
+
 def demosaic_bilinear(mosaic_img: np.ndarray, cfa: str) -> np.ndarray:
     """Bilinear demosaic (normalised convolution per channel), HxW -> HxWx3."""
     h, w = mosaic_img.shape
     ch = cfa_channel_map(cfa, h, w)
-    k = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float32) / 4.0
     out = np.empty((h, w, 3), dtype=np.float32)
     for c in range(3):
         mask = (ch == c).astype(np.float32)
-        num = _conv2d_same(mosaic_img.astype(np.float32) * mask, k)
-        den = _conv2d_same(mask, k)
+        num = _tent_same(mosaic_img.astype(np.float32) * mask)
+        den = _tent_same(mask)
         out[..., c] = np.where(mask > 0, mosaic_img, num / np.maximum(den, 1e-8))
     return out
 
