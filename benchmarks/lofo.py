@@ -39,12 +39,12 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def build_data(work: Path) -> None:
+def build_data(work: Path, options=None) -> None:
     from rawedge.data.mix import build_eval_set, build_pool
 
     if not (work / "pool" / "manifest.json").is_file():
-        log("building the training pool")
-        m = build_pool(RAW_DIRS, PHOTOS, work / "pool", on_step=lambda s: log(f"  pool: {s}"))
+        log(f"building the training pool ({options or 'default mix'})")
+        m = build_pool(RAW_DIRS, PHOTOS, work / "pool", options, on_step=lambda s: log(f"  pool: {s}"))
         log(f"pool: {len(m.samples)} pairs")
     if not (work / "eval" / "manifest.json").is_file():
         log("building the held-out renderings")
@@ -169,6 +169,11 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads per training (two processes with 1 each "
                                                        "can train two folds at once on 2 cores)")
+    parser.add_argument("--plain-fraction", type=float, default=0.0,
+                        help="share of plain-like engine looks in the pool (rawedge.data.mix.MixOptions)")
+    parser.add_argument("--libraw", type=int, default=1, help="LibRaw renderings per RAW file in the pool")
+    parser.add_argument("--eval-from", type=Path,
+                        help="reuse another work folder's held-out renderings (same images for both runs)")
     parser.add_argument("--all", action="store_true",
                         help="also train on every family (the candidate default model) into WORK/all/run/final.pt")
     args = parser.parse_args()
@@ -176,7 +181,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     reports = {}
     if not args.table_only:
-        build_data(work)
+        from rawedge.data.mix import MixOptions
+
+        if args.eval_from and not (work / "eval").exists():
+            (work / "eval").symlink_to((args.eval_from / "eval").resolve())
+        build_data(work, MixOptions(libraw=args.libraw, plain_fraction=args.plain_fraction))
     for family in args.families:
         if args.table_only:
             path = work / f"fold-{family}" / "report.json"

@@ -99,3 +99,14 @@ def test_engine_crosscam_pair_is_consistent():
     back = pipeline.unprocess(srgb.astype(np.float32) / 255, profile, wb, cfa="RGGB")
     inner = (slice(8, -8), slice(8, -8))
     assert np.abs(back[inner] - raw[inner]).mean() < 0.01
+
+
+def test_pool_style_share_of_plain_looks():
+    from rawedge.data.mix import PLAIN_LIKE_STYLES, MixOptions, _pool_style
+
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    assert _pool_style(rng, MixOptions()) is None and rng.bit_generator.state == state  # default: draws nothing
+    assert all(_pool_style(rng, MixOptions(plain_fraction=1.0)) in PLAIN_LIKE_STYLES for _ in range(20))
+    half = [_pool_style(rng, MixOptions(plain_fraction=0.5)) for _ in range(400)]
+    assert 150 < sum(s is not None for s in half) < 250

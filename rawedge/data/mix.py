@@ -63,6 +63,10 @@ class MixOptions:
     synthetic: int = 96  # synthetic pairs in all (cycling over the photos), each through a drawn camera
     max_side: int = 1536  # larger renderings are cut to a central window of this size
     seed: int = 0
+    # Share of engine renderings drawn from the plain-like looks (the analytic pipeline, or a global sRGB or
+    # BT.709 curve with exposure bias): 0 = every tone family equally likely. A model trained only on curved
+    # looks learns to undo a curve that a plain rendering does not have (docs/model-card.md).
+    plain_fraction: float = 0.0
 
 
 def _central_box(h: int, w: int, max_side: int, valid: np.ndarray | None = None) -> tuple[int, int, int, int]:
@@ -126,6 +130,17 @@ class _Writer:
         manifest = Manifest(cameras=self.cameras, samples=samples, seed=seed, val_fraction=0.0, notes=notes)
         manifest.save(self.out)
         return manifest
+
+
+PLAIN_LIKE_STYLES = ("plain", "srgb", "bt709")
+
+
+def _pool_style(rng: np.random.Generator, o: MixOptions) -> str | None:
+    """The engine look of one pool pair: plain-like with probability ``o.plain_fraction``, else any.
+    Draws nothing when the fraction is 0, so pools made without it are unchanged."""
+    if o.plain_fraction <= 0:
+        return None
+    return str(rng.choice(PLAIN_LIKE_STYLES)) if rng.random() < o.plain_fraction else None
 
 
 def _engine_pair(w: _Writer, sid: str, kind: str, mosaic01: np.ndarray, raw_rel: str, profile, black, white, wb,
@@ -197,7 +212,7 @@ def build_pool(raw_dirs, photo_dir: str | os.PathLike | None, out_dir: str | os.
         for k in range(o.engine):
             rng = _rng(o.seed, path.name, "engine", k)
             _engine_pair(w, f"{path.stem}-engine{k}", "engine", mosaic01, raw_rel, raw.profile, black,
-                         raw.white_level, raw.wb_gains(), raw.exif, rng, path.name, dict(tags))
+                         raw.white_level, raw.wb_gains(), raw.exif, rng, path.name, dict(tags), _pool_style(rng, o))
         if raw.profile.make == "Canon" or family == "canon_powershot":
             _camera_jpeg(w, path, raw, tags)
         if raw.profile.color_matrix is not None:  # Kodak files have none: nothing to re-project from
@@ -240,7 +255,7 @@ def _crosscam(w: _Writer, path: Path, raw, mosaic01: np.ndarray, family: str, o:
         _engine_pair(w, sid, "crosscam", normalize_levels(noisy, black, white), rel, target, black, white,
                      _as_shot_in(raw, target), _exif_without_camera(raw.exif), rng, path.name,
                      {"source_family": family, "camera_family": family_of(target.make, target.model),
-                      "source_camera": raw.profile.name, "levels": levels})
+                      "source_camera": raw.profile.name, "levels": levels}, _pool_style(rng, o))
 
 
 def _as_shot_in(raw, target) -> np.ndarray:
@@ -309,7 +324,7 @@ def _synthetic(w: _Writer, photo_dir: Path, o: MixOptions) -> None:
         _engine_pair(w, sid, "synthetic", normalize_levels(levels, [black_b] * 4, white_b), rel, target,
                      [black_b] * 4, white_b, wb, photo.exif, rng, photo_path.name,
                      {"source_family": NO_FAMILY, "camera_family": family_of(target.make, target.model),
-                      "ev": ev, "levels": levels_facts})
+                      "ev": ev, "levels": levels_facts}, _pool_style(rng, o))
 
 
 def subset_manifest(data_dir: str | os.PathLike, keep: Callable[[Sample], bool], out_dir: str | os.PathLike,
