@@ -169,9 +169,10 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads per training (two processes with 1 each "
                                                        "can train two folds at once on 2 cores)")
-    parser.add_argument("--plain-fraction", type=float, default=0.0,
+    parser.add_argument("--plain-fraction", type=float, default=0.5,
                         help="share of plain-like engine looks in the pool (rawedge.data.mix.MixOptions)")
-    parser.add_argument("--libraw", type=int, default=1, help="LibRaw renderings per RAW file in the pool")
+    parser.add_argument("--libraw", type=int, default=2, help="LibRaw renderings per RAW file in the pool "
+                                                               "(the first round used 1 and --plain-fraction 0)")
     parser.add_argument("--eval-from", type=Path,
                         help="reuse another work folder's held-out renderings (same images for both runs)")
     parser.add_argument("--all", action="store_true",

@@ -106,7 +106,7 @@ def test_pool_style_share_of_plain_looks():
 
     rng = np.random.default_rng(0)
     state = rng.bit_generator.state
-    assert _pool_style(rng, MixOptions()) is None and rng.bit_generator.state == state  # default: draws nothing
+    assert _pool_style(rng, MixOptions(plain_fraction=0.0)) is None and rng.bit_generator.state == state  # 0: no draw
     assert all(_pool_style(rng, MixOptions(plain_fraction=1.0)) in PLAIN_LIKE_STYLES for _ in range(20))
     half = [_pool_style(rng, MixOptions(plain_fraction=0.5)) for _ in range(400)]
     assert 150 < sum(s is not None for s in half) < 250
