@@ -178,9 +178,9 @@ def round_trip(raw, srgb: np.ndarray, step: int = 0, rows: int = ROUND_TRIP_ROWS
     balance and camera->sRGB matrix) against the input photo. In strips of rows with a 2-row margin, so
     memory stays near one strip; the figure is rawedge.training.metrics.psnr of the whole images."""
     import dataclasses
-    import math
 
     from rawedge.isp.pipeline import process
+    from rawedge.training.metrics import psnr_from_mse
 
     h = raw.bayer.shape[0]
     scale = np.float32(255.0 if srgb.dtype == np.uint8 else 65535.0)
@@ -196,8 +196,7 @@ def round_trip(raw, srgb: np.ndarray, step: int = 0, rows: int = ROUND_TRIP_ROWS
         count += ref.size
         if step:
             small.append(rgb[(-r0) % step::step, ::step])
-    mse = sse / max(count, 1)
-    figure = 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
+    figure = psnr_from_mse(sse / max(count, 1))
     return figure, (np.concatenate(small, axis=0) if step else None)
 
 

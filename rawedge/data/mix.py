@@ -96,12 +96,9 @@ class _Writer:
         self.cameras: dict[str, dict] = {}
 
     def mosaic(self, rel: str, levels: np.ndarray) -> str:
-        from PIL import Image
+        from rawedge.data.pairs import _write_mosaic
 
-        from rawedge.io.atomic import atomic_output
-
-        with atomic_output(self.out / rel, suffix=".png") as tmp:
-            Image.fromarray(np.ascontiguousarray(levels, dtype=np.uint16)).save(tmp, format="PNG")
+        _write_mosaic(self.out / rel, levels)
         return rel
 
     def pair(self, sid: str, kind: str, srgb: np.ndarray, raw_rel: str, profile, black, white, wb, exif,
@@ -159,12 +156,9 @@ def _engine_pair(w: _Writer, sid: str, kind: str, mosaic01: np.ndarray, raw_rel:
 
 
 def _raw_sources(raw_dirs) -> list[Path]:
-    from rawedge.profiles import RAW_SUFFIXES
+    from rawedge.data.pairs import _raw_files
 
-    files = []
-    for d in raw_dirs:
-        files += sorted(p for p in Path(d).iterdir() if p.suffix.lower() in RAW_SUFFIXES)
-    return files
+    return [path for d in raw_dirs for path in _raw_files(Path(d))]
 
 
 def _load_source(path: Path, max_side: int):

@@ -16,9 +16,13 @@ DELTA_E_MAX_PIXELS = 250_000  # ΔE2000 is computed on a regular sub-grid of at 
 _SSIM = {"data_range": 1.0, "gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
 
 
-def psnr(pred: np.ndarray, target: np.ndarray) -> float:
-    mse = float(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2))
+def psnr_from_mse(mse: float) -> float:
+    """10 log10(1 / MSE) for signals in [0, 1], capped at 100 dB for (near-)identical images."""
     return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
+
+
+def psnr(pred: np.ndarray, target: np.ndarray) -> float:
+    return psnr_from_mse(float(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2)))
 
 
 def raw_ssim(pred: np.ndarray, target: np.ndarray) -> float:
