@@ -90,6 +90,27 @@ def test_training_teaches_sigma_the_error(torch_one_thread):
     assert abs(float(out["sigma"].mean()) - rms) < 0.25 * abs(start - rms)
 
 
+def test_prior_pull_keeps_the_prior_where_the_data_disagree():
+    """L1 + w * prior_pull, minimised over a free output: with targets split 60/40 around the prior the
+    output stays at the prior (odds below 2:1 for w = 1/3); with 80/20 it moves to the majority."""
+    from rawedge.losses.confidence import prior_pull
+
+    prior = torch.full((1, 4, 1, 1), 0.2)
+    with pytest.raises(ValueError):
+        prior_pull(torch.zeros(1, 4, 2, 2), prior)
+    for share_up, expect in ((0.6, 0.2), (0.8, 0.3)):
+        ups = int(share_up * 10)
+        targets = torch.cat([torch.full((ups, 4, 1, 1), 0.3), torch.full((10 - ups, 4, 1, 1), 0.1)])
+        out = prior.clone().requires_grad_(True)
+        opt = torch.optim.SGD([out], lr=2e-2)
+        for _ in range(400):
+            loss = (out - targets).abs().mean() + (1 / 3) * prior_pull(out, prior)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert float(out.mean()) == pytest.approx(expect, abs=0.01)
+
+
 def test_metrics_for_exposure_scale_and_calibration():
     from rawedge.training.metrics import exposure_error_stops, psnr, scale_invariant_psnr, sigma_calibration
 

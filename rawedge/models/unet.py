@@ -146,4 +146,4 @@ class UNet(ReverseISP):
         alpha = torch.sigmoid(head[:, 4:5] + 2.0)  # starts near 0.88: refinements pass until shown unreliable
         raw = (analytic + alpha * (refined - analytic)).clamp(0.0, 1.0)
         sigma = SIGMA_SCALE * torch.exp(6.0 * torch.tanh(head[:, 5:9] / 6.0))  # 5e-5..8, smooth (never stuck)
-        return {"raw": raw, "sigma": sigma, "alpha": alpha}
+        return {"raw": raw, "sigma": sigma, "alpha": alpha, "analytic": analytic}

@@ -52,6 +52,7 @@ class DataSpec:
 class LossSpec:
     name: str = "raw_l1"
     config: dict = field(default_factory=dict)
+    prior_trust: float = 0.0  # weight of rawedge.losses.confidence.prior_pull (models with an analytic output)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from rawedge.contract import INPUT_NAMES
 from rawedge.errors import RawedgeError
-from rawedge.losses.confidence import confidence_nll
+from rawedge.losses.confidence import confidence_nll, prior_pull
 from rawedge.training import distributed
 from rawedge.training.recipe import Recipe
 
@@ -242,6 +242,10 @@ class Trainer:
             nll = confidence_nll(outputs["sigma"], outputs["raw"], batch["raw"])
             loss = loss + CONFIDENCE_WEIGHT * nll
             parts = {**parts, "confidence_nll": float(nll.detach())}
+        if self.recipe.loss.prior_trust and "analytic" in outputs:  # stay at the prior where the data disagree
+            pull = prior_pull(outputs["raw"], outputs["analytic"])
+            loss = loss + self.recipe.loss.prior_trust * pull
+            parts = {**parts, "prior_pull": float(pull.detach())}
         if not torch.isfinite(loss):
             raise RawedgeError(None, f"loss is {float(loss)} at step {self.step + 1}: lower optimizer.lr or "
                                      "check the data")
