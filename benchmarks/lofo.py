@@ -9,7 +9,7 @@
 Three families in ../shared: Canon PowerShot (G2, S40), Kodak (DC120, DC50), GoPro (HERO6, HERO7,
 FUSION). For each, a model is trained on the pool (rawedge.data.mix) without that family: none of its
 RAW files and, for cross-camera and synthetic pairs, none of its cameras' matrices (rawedge.data.mix.
-fold_manifest). It is then scored with ``rawedge.evaluate`` (the same code as ``rawedge eval``) on that
+fold_manifest). It is then scored with ``rawedge.training.evaluate`` (the same code as ``rawedge eval``) on that
 family's held-out renderings: LibRaw's default rendering, a random LibRaw rendering, a random camera-engine
 rendering and, for the Canon family, the camera's own JPEG. The analytic inverse is scored on the same
 images with the same white balance and matrix (those of the RAW file: ``--like RAW``).
@@ -87,7 +87,7 @@ def train_fold(work: Path, family: str | None, steps: int | None, recipe_path: P
 
 def score_fold(work: Path, family: str, checkpoint: Path) -> dict:
     from rawedge.data.mix import subset_manifest
-    from rawedge.evaluate import evaluate, write_report
+    from rawedge.training.evaluate import evaluate, write_report
 
     out = work / f"fold-{family}" / "report.json"
     if out.is_file():

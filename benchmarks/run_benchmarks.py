@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 def random_checkpoint(name: str, config: dict, out: Path) -> Path:
     import torch
 
-    from rawedge.checkpoint import save_checkpoint
+    from rawedge.models.checkpoint import save_checkpoint
     from rawedge.models.registry import create_model
 
     torch.manual_seed(0)

@@ -1,5 +1,5 @@
 """Polygraphy runner adapter: puts any rawedge runner (ONNX Runtime, OpenVINO, TensorRT, and the
-PyTorch checkpoint through ``rawedge.torch_runner.TorchRunner``) into a Polygraphy ``Comparator``.
+PyTorch checkpoint through ``rawedge.export.torch_runner.TorchRunner``) into a Polygraphy ``Comparator``.
 
 Polygraphy 0.53 has no OpenVINO runner and its PyTorch runner hard-codes ``.cuda()``; this adapter
 subclasses ``polygraphy.backend.base.BaseRunner`` and forwards to the rawedge runner, so one

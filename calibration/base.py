@@ -13,7 +13,7 @@ from pathlib import Path
 from rawedge.runtimes.base import Runner
 
 from rawedge.io.atomic import atomic_output
-from rawedge.model_meta import ModelMeta
+from rawedge.metadata.schema import ModelMeta
 
 from .dataset import CalibrationSet
 

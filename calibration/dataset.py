@@ -17,7 +17,7 @@ import numpy as np
 from rawedge.runtimes import Reconstructor
 from rawedge.runtimes.base import Runner
 
-from rawedge.commands.infer import PHOTO_SUFFIXES
+from rawedge.cli.infer import PHOTO_SUFFIXES
 from rawedge.errors import RawedgeError
 from rawedge.profiles import RAW_SUFFIXES
 from rawedge.types import CameraProfile, Exif, RawImage

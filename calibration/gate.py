@@ -34,7 +34,7 @@ import numpy as np
 from rawedge.runtimes.base import Runner, import_backend
 
 from rawedge.errors import RawedgeError, install_command
-from rawedge.model_meta import ModelMeta
+from rawedge.metadata.schema import ModelMeta
 from rawedge.training.metrics import psnr
 
 from .adapters import polygraphy_adapter

@@ -15,7 +15,7 @@ from rawedge.runtimes.base import Runner, import_backend
 from rawedge.contract import INPUT_NAMES
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import atomic_output
-from rawedge.model_meta import METADATA_KEY, ModelMeta
+from rawedge.metadata.schema import METADATA_KEY, ModelMeta
 
 from .base import Quantizer, network_region, quiet
 from .dataset import CalibrationSet

@@ -21,7 +21,7 @@ from rawedge.runtimes.metadata import read_onnx_metadata
 from rawedge import __version__
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import check_output_dir
-from rawedge.model_meta import ModelMeta
+from rawedge.metadata.schema import ModelMeta
 
 from .base import METHODS, SCOPES, Quantizer
 from .dataset import (
@@ -97,7 +97,7 @@ def check_model(model_path: Path) -> ModelMeta:
 
 def check_reference(reference: Path, meta: ModelMeta, model_path: Path) -> None:
     """The checkpoint must hold the very weights the ONNX was exported from."""
-    from rawedge.checkpoint import read_checkpoint, weights_sha256
+    from rawedge.models.checkpoint import read_checkpoint, weights_sha256
 
     ckpt = read_checkpoint(reference)
     problems = []
@@ -160,7 +160,7 @@ def make_quantizer(runtime: str, model_path: Path, opts: Options, workdir: Path,
 
 def reference_runner(model_path: Path, opts: Options) -> tuple[Runner, dict]:
     if opts.reference:
-        from rawedge.torch_runner import TorchRunner
+        from rawedge.export.torch_runner import TorchRunner
 
         return (TorchRunner(opts.reference, meta_from=model_path, device="cpu", threads=opts.threads,
                             name="pytorch-fp32"),

@@ -12,7 +12,7 @@ import numpy as np
 from rawedge.runtimes.base import Runner
 
 from rawedge.errors import RawedgeError
-from rawedge.model_meta import ModelMeta
+from rawedge.metadata.schema import ModelMeta
 
 
 class _Borrowing(Runner):

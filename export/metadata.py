@@ -12,7 +12,7 @@ import math
 from rawedge import __version__
 from rawedge.contract import CONTRACT_VERSION, INPUT_NAMES, THUMB_SIZE
 from rawedge.errors import RawedgeError
-from rawedge.model_meta import METADATA_KEY, ModelMeta
+from rawedge.metadata.schema import METADATA_KEY, ModelMeta
 
 EXTRA_FIELDS = ("tile", "overlap", "fusion", "exif_facts", "metrics")
 
@@ -67,7 +67,7 @@ def model_extras(model) -> dict:
 
 def build_meta(model, ckpt: dict, *, tile: int, overlap: int, receptive_field: dict,
                static_tile: int | None, precision: str) -> ModelMeta:
-    from rawedge.checkpoint import weights_sha256
+    from rawedge.models.checkpoint import weights_sha256
 
     extras = model_extras(model)
     metrics = dict(ckpt.get("metrics") or {})

@@ -17,7 +17,7 @@ from rawedge.export.receptive_field import measure, recommend
 
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import atomic_output, check_output_dir
-from rawedge.model_meta import ModelMeta
+from rawedge.metadata.schema import ModelMeta
 
 
 def default_output_path(checkpoint: str | os.PathLike, *, fp16: bool = False, static_tile: int | None = None) -> Path:
@@ -32,10 +32,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike |
                       fp16: bool = False, check: bool = True, static_tile: int | None = None,
                       ort_format: bool = False, photo: str | os.PathLike | None = None,
                       exporter: str = "legacy", log=None) -> ModelMeta:
-    """Export a rawedge checkpoint (``rawedge.checkpoint.save_checkpoint``); returns the embedded metadata.
+    """Export a rawedge checkpoint (``rawedge.models.checkpoint.save_checkpoint``); returns the embedded metadata.
 
     ``log`` (e.g. ``print``) receives the progress and per-case parity lines."""
-    from rawedge.checkpoint import load_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():

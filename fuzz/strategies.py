@@ -149,7 +149,7 @@ def _mutate_text(text: str, ops) -> str:
 
 def meta_base() -> dict:
     """A realistic exported model's metadata (every field set, as `rawedge export` writes them)."""
-    from rawedge.model_meta import ModelMeta
+    from rawedge.metadata.schema import ModelMeta
     from rawedge.types import CameraProfile
 
     meta = ModelMeta(

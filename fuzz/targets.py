@@ -268,8 +268,8 @@ def run_dng(ctx: Context, case) -> tuple[str, str]:
 def run_meta(ctx: Context, case) -> tuple[str, str]:
     from rawedge.runtimes.reconstructor import FusionSettings
 
-    from rawedge.commands.model_info import describe_model
-    from rawedge.model_meta import ModelMeta
+    from rawedge.cli.model_info import describe_model
+    from rawedge.metadata.schema import ModelMeta
     from rawedge.types import CameraProfile
 
     text = case["text"]
@@ -442,7 +442,7 @@ def run_model(ctx: Context, case) -> tuple[str, str]:
     parser, ONNX Runtime's loader): refused with one line, or it runs and gives a valid RawImage."""
     from rawedge.runtimes import Reconstructor
 
-    from rawedge.commands.model_info import describe_model
+    from rawedge.cli.model_info import describe_model
 
     source = cli_pool(ctx) / "model.onnx"
     if not source.is_file():

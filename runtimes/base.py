@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rawedge.errors import RawedgeError
-from rawedge.model_meta import ModelMeta
+from rawedge.metadata.schema import ModelMeta
 
 
 class Unavailable(RawedgeError):

@@ -22,7 +22,7 @@ import struct
 from pathlib import Path
 
 from rawedge.errors import RawedgeError
-from rawedge.model_meta import ModelMeta
+from rawedge.metadata.schema import ModelMeta
 
 from .onnx_proto import WireError, _varint, wire_fields  # noqa: F401 - the one protobuf reader, re-exported
 

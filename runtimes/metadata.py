@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from rawedge.errors import RawedgeError
-from rawedge.model_meta import METADATA_KEY, ModelMeta
+from rawedge.metadata.schema import METADATA_KEY, ModelMeta
 
 NO_METADATA = ("has no rawedge metadata (metadata_props['rawedge']); it was not exported by "
                "`rawedge export`, so its tile alignment and camera profiles are unknown")

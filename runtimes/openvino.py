@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rawedge.errors import RawedgeError
-from rawedge.model_meta import METADATA_KEY, ModelMeta
+from rawedge.metadata.schema import METADATA_KEY, ModelMeta
 
 from .base import Runner, Unavailable, import_backend
 from .metadata import parse_metadata, user_cache_dir

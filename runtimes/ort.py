@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from rawedge.errors import RawedgeError
-from rawedge.model_meta import METADATA_KEY, ModelMeta
+from rawedge.metadata.schema import METADATA_KEY, ModelMeta
 
 from .base import Runner, Unavailable, import_backend, static_dims
 from .metadata import parse_metadata, read_onnx_metadata, session_properties, user_cache_dir

@@ -25,7 +25,7 @@ from rawedge.contract import THUMB_SIZE, canonical_inputs
 from rawedge.errors import RawedgeError
 from rawedge.isp.illuminant import estimate_wb
 from rawedge.isp.ops import cfa_offsets, unpack
-from rawedge.model_meta import ModelMeta
+from rawedge.metadata.schema import ModelMeta
 from rawedge.profiles import bundled_profiles, resolve_profile
 from rawedge.types import CameraProfile, Exif, Photo, RawImage
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import atomic_output
-from rawedge.model_meta import ModelMeta
+from rawedge.metadata.schema import ModelMeta
 
 from .base import Runner, Unavailable, import_backend
 from .metadata import file_sha256, read_onnx_metadata, user_cache_dir

@@ -25,7 +25,7 @@ from rawedge.runtimes import int8_artefact_path, open_runner
 from rawedge.cli import main
 from rawedge.errors import RawedgeError
 from rawedge.io.photo import read_photo, write_jpeg
-from rawedge.model_meta import ModelMeta
+from rawedge.metadata.schema import ModelMeta
 from tests.conftest import KODAK_DIR, SAMPLE_JPEG
 from tests.test_runtimes import export_tiny_unet
 

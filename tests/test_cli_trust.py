@@ -101,7 +101,7 @@ def test_other_commands_refuse_an_existing_output(model, tmp_path):
 
 
 def test_train_refuses_a_run_folder_that_is_not_empty(tmp_path):
-    from rawedge.commands.train import check_run_folder
+    from rawedge.cli.train import check_run_folder
     from rawedge.errors import RawedgeError
 
     run_dir = tmp_path / "run"
@@ -246,8 +246,9 @@ def test_info_describes_a_checkpoint(model):
 
 def test_info_reports_the_int8_of_an_openvino_ir(model, tmp_path):
     ov = pytest.importorskip("openvino")
-    from rawedge.model_meta import METADATA_KEY, ModelMeta
     from rawedge.runtimes.metadata import read_onnx_metadata
+
+    from rawedge.metadata.schema import METADATA_KEY, ModelMeta
 
     ir = ov.Core().read_model(str(model[0]))  # keeps the ONNX's (FP32) metadata under "framework"
     meta = read_onnx_metadata(model[0])
@@ -287,7 +288,7 @@ def test_hints_run_as_printed(model, tmp_path):
     hint = re.search(r"`(rawedge calibrate [^`]*)`", text).group(1)
     assert "--data" in hint and str(model[0]) in hint
     # the calibrate command accepts the hint's options (PHOTO_DIR stands for the user's folder)
-    from rawedge.calibration.cli import calibrate
+    from rawedge.cli.calibrate import calibrate
 
     names = {opt for p in calibrate.params for opt in p.opts}
     assert {"--runtime", "--data"} <= names
@@ -336,6 +337,7 @@ def test_openvino_fp32_after_fp16_is_fp32(model, tmp_path):
     if "FP16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         pytest.skip("this CPU has no FP16 inference in OpenVINO")
     from rawedge.runtimes import open_runner
+
     from tests.test_runtimes import contract_feed
 
     cache = tmp_path / "cache"
@@ -377,7 +379,7 @@ def test_preview_and_round_trip_figure(model, tmp_path):
 
 
 def test_round_trip_in_strips_equals_the_whole_image():
-    from rawedge.commands.infer import round_trip
+    from rawedge.cli.infer import round_trip
     from rawedge.isp.pipeline import process
     from rawedge.training.metrics import psnr
     from rawedge.types import CameraProfile, RawImage
@@ -398,7 +400,7 @@ def test_makefile_demo_overwrites_its_own_output():
 
 
 def test_a_batch_photo_with_part_of_its_outputs_is_an_error(tmp_path):
-    from rawedge.commands.infer import output_parts, plan_outputs
+    from rawedge.cli.infer import output_parts, plan_outputs
     from rawedge.errors import RawedgeError
 
     files = [tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "c.jpg"]

@@ -130,7 +130,7 @@ def test_metrics_for_exposure_scale_and_calibration():
 def confidence_onnx(tmp_path_factory):
     from rawedge.export import export_checkpoint
 
-    from rawedge.checkpoint import save_checkpoint
+    from rawedge.models.checkpoint import save_checkpoint
 
     d = tmp_path_factory.mktemp("conf")
     model = _model(2)

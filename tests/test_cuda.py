@@ -24,7 +24,7 @@ def toy_dir(tmp_path_factory):
 
 
 def test_edit_aware_training_runs_on_cuda(toy_dir, tmp_path):
-    from rawedge.checkpoint import read_checkpoint
+    from rawedge.models.checkpoint import read_checkpoint
     from rawedge.training.recipe import Recipe
     from rawedge.training.trainer import train
 
@@ -43,7 +43,8 @@ def test_edit_aware_training_runs_on_cuda(toy_dir, tmp_path):
 
 
 def test_torch_runner_cuda_matches_cpu(tmp_path):
-    from rawedge.torch_runner import TorchRunner
+    from rawedge.export.torch_runner import TorchRunner
+
     from tests.test_export import random_feed, save_tiny
 
     ckpt = save_tiny(tmp_path / "toned.pt", "unet", **TONED)

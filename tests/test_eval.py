@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A tiny U-Net that is *not* the analytic model (its output is offset), as a checkpoint file."""
-    from rawedge.checkpoint import save_checkpoint
+    from rawedge.models.checkpoint import save_checkpoint
     from rawedge.models.registry import create_model
 
     torch.manual_seed(0)
@@ -122,7 +122,7 @@ def test_eval_analytic_by_name_and_errors(toy_dir, tmp_path):
 
 
 def test_parse_edit():
-    from rawedge.finetune import parse_edit
+    from rawedge.training.finetune import parse_edit
 
     edit = parse_edit("ev=+0.5")
     assert edit.exposure_ev == 0.5 and edit.style == "neutral" and edit.name == "ev=+0.5"
@@ -135,10 +135,10 @@ def test_parse_edit():
 
 def test_finetune_improves_the_sample_and_writes_a_checkpoint(toy_dir, checkpoint, tmp_path):
     """Fine-tune on a RAW sample (.npz) of a photo, for a +0.5 EV edit, through the CLI."""
-    from rawedge.checkpoint import load_checkpoint, read_checkpoint
     from rawedge.cli import main
     from rawedge.data.dataset import PairDataset
-    from rawedge.finetune import RawSample, load_raw_sample
+    from rawedge.models.checkpoint import load_checkpoint, read_checkpoint
+    from rawedge.training.finetune import RawSample, load_raw_sample
 
     ds = PairDataset(toy_dir, "train", crop=None)
     arrays = ds.arrays(0)

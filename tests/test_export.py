@@ -24,12 +24,12 @@ from rawedge.export import (
 )
 from rawedge.export.metadata import json_safe
 
-from rawedge.checkpoint import save_checkpoint, weights_sha256
 from rawedge.contract import INPUT_NAMES, canonical_inputs
 from rawedge.errors import RawedgeError
-from rawedge.model_meta import METADATA_KEY, ModelMeta
+from rawedge.metadata.schema import METADATA_KEY, ModelMeta
 from rawedge.models import registry
 from rawedge.models.base import ReverseISP, analytic_packed
+from rawedge.models.checkpoint import save_checkpoint, weights_sha256
 from rawedge.models.registry import create_model, list_models, model_class
 from rawedge.profiles import bundled_profiles
 from tests.conftest import SAMPLE_JPEG
@@ -115,7 +115,7 @@ def test_six_inputs_dynamic_axes_and_outputs(unet_export):
     assert shapes == {"srgb": ["N", 3, "H", "W"], "thumb": ["N", 3, 256, 256], "exif": ["N", 4], "wb": ["N", 3],
                       "cam2rgb": ["N", 3, 3], "rgb2cam": ["N", 3, 3]}
     assert [(o.name, o.shape) for o in s.get_outputs()] == [("raw", ["N", 4, "h", "w"])]
-    from rawedge.checkpoint import load_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(ckpt)
     for n, h, w in ((1, 64, 96), (3, 32, 160)):  # two sizes, two batch sizes, non-square
@@ -165,7 +165,7 @@ def test_parity_check_is_honest(unet_export, monkeypatch, tmp_path):
     from rawedge.export.onnx_io import ort_session
 
     ckpt, path, _meta, _ = unet_export
-    from rawedge.checkpoint import load_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(ckpt)
     photo = parity.load_check_photo(None)
@@ -193,7 +193,7 @@ def test_openvino_reads_metadata_and_matches_ort(unet_export, tmp_path):
     # the IR written by OpenVINO keeps the metadata, and `rawedge info` reads it
     xml = tmp_path / "tiny.xml"
     ov.save_model(model, str(xml))
-    from rawedge.commands.model_info import describe_model
+    from rawedge.cli.model_info import describe_model
 
     text = "\n".join(describe_model(xml))
     assert "rawedge model 'unet'" in text and "OpenVINO IR" in text and "srgb [?,3,?,?]" in text
@@ -215,7 +215,7 @@ def test_tensorrt_parser_accepts(unet_export):
 
 def test_receptive_field_measure_matches_tiling(unet_export):
     """Cutting a tile changes the output only within the measured support of the cut."""
-    from rawedge.checkpoint import load_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(unet_export[0])
     rf = receptive_field.measure(model)
@@ -266,7 +266,7 @@ def test_every_registry_model_exports(name, tmp_path):
         assert not out.exists()
         return
     meta = export_checkpoint(ckpt, out)
-    from rawedge.checkpoint import load_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(ckpt)
     assert meta.outputs == list(model.output_names) and meta.align == int(model.align)
@@ -295,7 +295,7 @@ def test_static_tile_and_ort_format(unet_export, tmp_path):
     assert meta.static_tile == 64 and meta.tile == 64 and 0 < meta.overlap <= 32
     assert set(meta.parity["backends"]) >= {"onnxruntime", "ort_format"}
     assert [c["shape"] for c in meta.parity["backends"]["ort_format"]["cases"]] == [[1, 3, 64, 64]] * 2
-    from rawedge.checkpoint import load_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(ckpt)
     feed = random_feed(1, 64, 64, seed=4)
@@ -467,7 +467,7 @@ class Block:
         if name.split('.')[0] in ('torch', 'onnx', 'kornia'):
             raise ImportError('blocked')
 sys.meta_path.insert(0, Block())
-from rawedge.commands.model_info import describe_model
+from rawedge.cli.model_info import describe_model
 for p in {[str(path), str(plain), str(engine)]!r}:
     print('\\n'.join(describe_model(p)))
 assert 'torch' not in sys.modules and 'onnx' not in sys.modules
@@ -480,7 +480,7 @@ assert 'torch' not in sys.modules and 'onnx' not in sys.modules
 
 
 def test_info_rejects_non_onnx(tmp_path):
-    from rawedge.commands.model_info import describe_model
+    from rawedge.cli.model_info import describe_model
 
     f = tmp_path / "x.onnx"
     f.write_bytes(b"\xff" * 40)

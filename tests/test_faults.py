@@ -316,8 +316,7 @@ def test_unprocess_in_strips_matches_the_whole_image(tmp_path, monkeypatch):
     """`rawedge unprocess` works on strips of rows (bounded memory); the result is the same DNG."""
     from click.testing import CliRunner
 
-    from rawedge.cli import main
-    from rawedge.commands import core
+    from rawedge.cli import core, main
     from rawedge.io.photo import read_photo, write_png
     from rawedge.io.raw import read_raw
     from rawedge.isp.pipeline import unprocess

@@ -97,7 +97,7 @@ def test_flops_of_the_tiny_unet_match_pytorch_modules(tiny_unet):
     torch = pytest.importorskip("torch")
     from rawedge.runtimes.flops import count_flops
 
-    from rawedge.checkpoint import load_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint
     from tests.test_runtimes import contract_feed
 
     tile = 64
@@ -125,7 +125,7 @@ def test_flops_of_the_tiny_unet_match_pytorch_modules(tiny_unet):
 
 
 def test_rawedge_info_prints_compute(tiny_unet):
-    from rawedge.commands.model_info import describe_model
+    from rawedge.cli.model_info import describe_model
 
     lines = describe_model(tiny_unet[0])
     line = next(x for x in lines if x.startswith("compute"))
@@ -133,7 +133,7 @@ def test_rawedge_info_prints_compute(tiny_unet):
 
 
 def test_sgemm_peak_probe_is_positive():
-    from rawedge.bench import sgemm_peak_gflops
+    from rawedge.bench.speed import sgemm_peak_gflops
 
     assert sgemm_peak_gflops(size=256, repeat=2) > 0.1
     assert np.isfinite(sgemm_peak_gflops(size=128, repeat=1))

@@ -131,7 +131,7 @@ def test_dng_keeps_the_colour_matrix_of_cameras_libraw_does_not_know(tmp_path):
                                           ("camera_profiles", {}), ("align", True), ("precision", "bf16"),
                                           ("static_tile", 12), ("model_name", "")])
 def test_model_metadata_with_wrong_types_is_refused(field, value):
-    from rawedge.model_meta import ModelMeta
+    from rawedge.metadata.schema import ModelMeta
 
     doc = json.loads(ModelMeta(model_name="unet", config={}, align=8).to_json())
     doc[field] = value
@@ -200,8 +200,8 @@ def test_model_whose_metadata_is_not_utf8_is_refused(tmp_path):
     from rawedge.export.metadata import read_metadata
     from rawedge.runtimes import Reconstructor
 
-    from rawedge.commands.model_info import describe_model
-    from rawedge.model_meta import ModelMeta
+    from rawedge.cli.model_info import describe_model
+    from rawedge.metadata.schema import ModelMeta
 
     graph = helper.make_graph([helper.make_node("Identity", ["srgb"], ["raw"])], "g",
                               [helper.make_tensor_value_info("srgb", TensorProto.FLOAT, [1, 4, 2, 2])],

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from rawedge.cli import main
 from rawedge.errors import RawedgeError
-from rawedge.model_meta import METADATA_KEY, ModelMeta
+from rawedge.metadata.schema import METADATA_KEY, ModelMeta
 from tests.conftest import SAMPLE_JPEG
 
 onnx = pytest.importorskip("onnx")
@@ -190,7 +190,7 @@ def test_tensorrt_engine_for_another_model_gpu_or_version_is_rebuilt_with_the_re
 
 def test_checkpoint_with_changed_weights_is_refused(tmp_path):
     torch = pytest.importorskip("torch")
-    from rawedge.checkpoint import load_checkpoint, save_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint, save_checkpoint
     from rawedge.models.registry import create_model
 
     model = create_model("unet", width=4, depth=2)

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-from rawedge.checkpoint import load_checkpoint, save_checkpoint
 from rawedge.errors import RawedgeError
 from rawedge.isp import torch_ops as T
 from rawedge.losses import create_loss, list_losses
@@ -17,6 +16,7 @@ from rawedge.losses.edit_isp import (
     random_monotone_curves,
 )
 from rawedge.losses.soft import unwrap_variance_head, with_variance_head
+from rawedge.models.checkpoint import load_checkpoint, save_checkpoint
 from rawedge.models.registry import create_model
 
 torch.set_num_threads(1)

@@ -128,7 +128,7 @@ def test_shared_host_and_analytic_branch():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    from rawedge.checkpoint import load_checkpoint, save_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint, save_checkpoint
 
     model = tiny_fusion(threshold=0.96).eval()
     with torch.no_grad():

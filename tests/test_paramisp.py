@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from rawedge.checkpoint import load_checkpoint, save_checkpoint
 from rawedge.contract import INPUT_NAMES, THUMB_SIZE
 from rawedge.errors import RawedgeError
 from rawedge.isp import torch_ops as T
 from rawedge.models.base import analytic_packed
+from rawedge.models.checkpoint import load_checkpoint, save_checkpoint
 from rawedge.models.paramisp import PAPER_CONFIG, GlobalNet, safe_pow
 from rawedge.models.registry import create_model, list_models
 

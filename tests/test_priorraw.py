@@ -8,7 +8,7 @@ import torch
 from rawedge.errors import RawedgeError
 from rawedge.models.priorraw import INVALID_LOGIT, soft_retrieve
 from rawedge.models.registry import create_model
-from rawedge.prior import (
+from rawedge.training.prior import (
     _faiss,
     assembled_l2,
     build_prior_table_from_pairs,
@@ -276,7 +276,7 @@ def test_export_without_table_raises(tmp_path):
 
 
 def test_checkpoint_round_trip_keeps_table(tmp_path):
-    from rawedge.checkpoint import load_checkpoint, save_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint, save_checkpoint
 
     model, table = model_with_table()
     save_checkpoint(tmp_path / "p.pt", model, extra={"prior_table": table.summary()})
@@ -307,8 +307,8 @@ def test_reference_pair_is_rggb_aligned_and_downscaled():
 def test_cli_prior_build_writes_checkpoint_with_table(tmp_path):
     from click.testing import CliRunner
 
-    from rawedge.checkpoint import load_checkpoint
     from rawedge.cli import main
+    from rawedge.models.checkpoint import load_checkpoint
 
     out = tmp_path / "g2.pt"
     files = ["Canon_PowerShot_G2_CRW_0304.CRW", "Canon_PowerShot_G2_CRW_0305.CRW"]
@@ -338,9 +338,9 @@ def test_pipeline_data_folder_prior_build_then_train_init(tmp_path):
     """Encoder stage + table from a data folder's train split, then the reconstructor with --init."""
     from click.testing import CliRunner
 
-    from rawedge.checkpoint import load_checkpoint
     from rawedge.cli import main
     from rawedge.data.pairs import make_toy_data
+    from rawedge.models.checkpoint import load_checkpoint
 
     data = tmp_path / "pairs"
     make_toy_data(data, count=4, size=(64, 96), seed=0)

@@ -16,7 +16,7 @@ from rawedge.errors import RawedgeError
 from rawedge.io.photo import read_photo
 from rawedge.isp.ops import pack, unpack
 from rawedge.isp.pipeline import unprocess
-from rawedge.model_meta import ModelMeta
+from rawedge.metadata.schema import ModelMeta
 from rawedge.types import BAYER_PATTERNS, CameraProfile, Exif, RawImage
 from tests.conftest import SAMPLE_JPEG, map_in_threads
 
@@ -42,7 +42,7 @@ def analytic(tmp_path_factory):
     pytest.importorskip("torch")
     from rawedge.export import export_checkpoint
 
-    from rawedge.checkpoint import save_checkpoint
+    from rawedge.models.checkpoint import save_checkpoint
     from rawedge.models.registry import create_model
 
     d = tmp_path_factory.mktemp("analytic")
@@ -251,7 +251,7 @@ def test_memory_stays_near_the_output_buffers(analytic, photo):
     """numpy allocations (traced) during a 2.9 MP reconstruction: the packed accumulator (4 B/px), the
     uint16 result (2 B/px), strips and a batch of tiles; one full-resolution float copy of the photo
     (12 B/px) or even of one channel (4 B/px) would break the bound."""
-    from rawedge.bench import bench_image
+    from rawedge.bench.speed import bench_image
 
     img = bench_image(photo.srgb, 2_900_000)
     pixels = img.shape[0] * img.shape[1]

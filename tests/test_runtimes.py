@@ -20,7 +20,7 @@ from rawedge.runtimes.tensorrt import (
 )
 
 from rawedge.errors import RawedgeError
-from rawedge.model_meta import ModelMeta
+from rawedge.metadata.schema import ModelMeta
 from tests.conftest import map_in_threads
 
 TINY_UNET = {"width": 4, "depth": 2}
@@ -32,7 +32,7 @@ def export_tiny_unet(directory, name: str = "unet", seed: int = 0, **export_kwar
     torch = pytest.importorskip("torch")
     from rawedge.export import export_checkpoint
 
-    from rawedge.checkpoint import save_checkpoint
+    from rawedge.models.checkpoint import save_checkpoint
     from rawedge.models.registry import create_model
 
     torch.set_num_threads(1)
@@ -65,7 +65,7 @@ def reference_raw(model):
     """What PyTorch computes for ``contract_feed()``."""
     import torch
 
-    from rawedge.checkpoint import load_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint
 
     net, _ = load_checkpoint(model[1])
     with torch.no_grad():

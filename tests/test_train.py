@@ -42,9 +42,9 @@ def tiny_recipe(data_dir, out, **train) -> Recipe:
 def test_tiny_unet_loss_decreases(toy_dir, tmp_path):
     from torch.utils.data import default_collate
 
-    from rawedge.checkpoint import load_checkpoint
     from rawedge.contract import INPUT_NAMES
     from rawedge.data.dataset import PairDataset
+    from rawedge.models.checkpoint import load_checkpoint
     from rawedge.models.registry import create_model
     from rawedge.training.trainer import train
 
@@ -68,7 +68,7 @@ def test_tiny_unet_loss_decreases(toy_dir, tmp_path):
 
 
 def test_resume_continues_from_saved_step(toy_dir, tmp_path):
-    from rawedge.checkpoint import read_checkpoint
+    from rawedge.models.checkpoint import read_checkpoint
     from rawedge.training.trainer import train
 
     straight = train(tiny_recipe(toy_dir, tmp_path / "a", epochs=2, checkpoint_every=3,
@@ -104,7 +104,7 @@ def test_checkpoint_loads_with_nothing_but_the_file(toy_dir, tmp_path):
     elsewhere.mkdir()
     code = (
         "import sys, torch\n"
-        "from rawedge.checkpoint import load_checkpoint\n"
+        "from rawedge.models.checkpoint import load_checkpoint\n"
         "model, ckpt = load_checkpoint(sys.argv[1])\n"
         "x = {'srgb': torch.rand(1, 3, 32, 32), 'thumb': torch.rand(1, 3, 256, 256), 'exif': torch.full((1, 4), float('nan')),\n"
         "     'wb': torch.tensor([[2.0, 1.0, 1.5]]), 'cam2rgb': torch.eye(3)[None], 'rgb2cam': torch.eye(3)[None]}\n"
@@ -131,7 +131,7 @@ def test_ddp_two_gloo_processes(toy_dir, tmp_path):
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "trained unet for 2 steps" in out.stdout
-    from rawedge.checkpoint import read_checkpoint
+    from rawedge.models.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(tmp_path / "ddp/last.pt")
     assert ckpt["train_state"]["world_size"] == 2 and ckpt["train_state"]["step"] == 2

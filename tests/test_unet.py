@@ -70,7 +70,7 @@ def test_toned_unet_exports_with_exif_facts(tmp_path):
     import onnxruntime as ort
     from rawedge.export import export_checkpoint
 
-    from rawedge.checkpoint import load_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint
     from tests.test_export import random_feed, save_tiny, torch_run
 
     ckpt = save_tiny(tmp_path / "toned.pt", "unet", **TONED)

@@ -9,7 +9,15 @@ import numpy as np
 
 from rawedge.errors import RawedgeError
 from rawedge.io.exif import ciff_make_model, exif_from_rawpy, exif_from_tifffile_page, quiet_tifffile
-from rawedge.types import BAYER_PATTERNS, ILLUMINANT_D65, SRGB_TO_XYZ, CameraProfile, Exif, RawImage, fit_wb_prior
+from rawedge.types import (
+    BAYER_PATTERNS,
+    ILLUMINANT_D65,
+    SRGB_TO_XYZ,
+    CameraProfile,
+    Exif,
+    RawImage,
+    fit_wb_prior,
+)
 
 
 def _cfa_string(raw) -> str:

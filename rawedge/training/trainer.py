@@ -174,7 +174,7 @@ class Trainer:
     def init_from(self, path) -> None:
         """Start from another checkpoint's weights and buffers (not its optimizer state): a pretrained
         model, or a priorraw model whose prior table ``rawedge prior build`` made."""
-        from rawedge.checkpoint import read_checkpoint
+        from rawedge.models.checkpoint import read_checkpoint
 
         ckpt = read_checkpoint(path)
         if ckpt["model_name"] != self.recipe.model.name:
@@ -187,7 +187,7 @@ class Trainer:
                                      f"({str(exc).splitlines()[0]})") from None
 
     def resume(self, path) -> None:
-        from rawedge.checkpoint import read_checkpoint
+        from rawedge.models.checkpoint import read_checkpoint
 
         ckpt = read_checkpoint(path)
         state = ckpt.get("train_state")
@@ -211,7 +211,7 @@ class Trainer:
             set_rng_state(state["rng"])
 
     def save(self, path: Path, epoch: int, batches_done: int) -> None:
-        from rawedge.checkpoint import save_checkpoint
+        from rawedge.models.checkpoint import save_checkpoint
 
         state = {"step": self.step, "epoch": epoch, "batches_done": batches_done, "best": self.best,
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from rawedge.errors import RawedgeError
-from rawedge.model_meta import METADATA_KEY, ModelMeta
+from rawedge.metadata.schema import METADATA_KEY, ModelMeta
 
 
 def onnx_header(path: str | os.PathLike) -> dict:

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-from rawedge.contract import INPUT_NAMES, THUMB_SIZE
-from rawedge.model_meta import ModelMeta
 from rawedge.runtimes.base import Runner, Unavailable
 from rawedge.runtimes.metadata import read_onnx_metadata
+
+from rawedge.contract import INPUT_NAMES, THUMB_SIZE
+from rawedge.metadata.schema import ModelMeta
 
 INPUT_RANKS = {"srgb": (None, 3, None, None), "thumb": (None, 3, THUMB_SIZE, THUMB_SIZE), "exif": (None, 4),
                "wb": (None, 3), "cam2rgb": (None, 3, 3), "rgb2cam": (None, 3, 3)}
@@ -47,7 +47,7 @@ class TorchRunner(Runner):
         self._ckpt = None
 
     def _load(self):
-        from rawedge.checkpoint import load_checkpoint
+        from rawedge.models.checkpoint import load_checkpoint
 
         if self.model is None:
             self.model, self._ckpt = load_checkpoint(self.model_path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rawedge.commands import MAX_THREADS
+from rawedge.cli import MAX_THREADS
 from rawedge.errors import RawedgeError
 
 
@@ -108,10 +108,10 @@ def build(model, refs, data_dir, kinds, output, camera, exclude, entries, group_
     """
     import torch
 
-    from rawedge.checkpoint import load_checkpoint, save_checkpoint
     from rawedge.io.atomic import check_output_dir
+    from rawedge.models.checkpoint import load_checkpoint, save_checkpoint
     from rawedge.models.registry import create_model
-    from rawedge.prior import (
+    from rawedge.training.prior import (
         build_prior_table_from_pairs,
         data_reference_pairs,
         load_reference_pair,

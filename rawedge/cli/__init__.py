@@ -1,6 +1,6 @@
-"""The ``rawedge`` command. Each stage's commands live in its own module and are imported only when used
-(see COMMANDS): none of them imports torch at start-up, so the runtime commands work on a numpy-only
-install and `rawedge --help` loads no stage."""
+"""The ``rawedge`` command: the one CLI folder. Each command module here parses options, calls one library
+function and prints; modules are imported only when their command runs (see COMMANDS), so the runtime
+commands work on a numpy-only install and `rawedge --help` loads no stage."""
 from __future__ import annotations
 
 import importlib
@@ -11,22 +11,24 @@ import click
 from rawedge import __version__
 from rawedge.errors import RawedgeError, install_command
 
+MAX_THREADS = 256  # a typo such as --threads 100000 would otherwise spend minutes creating threads
+
 # name -> ("module:attribute", one-line help), in help order. Commands are imported only when run (or
 # asked for their own --help), so `rawedge --help` and `rawedge infer` load no other stage.
 COMMANDS = {
-    "infer": ("rawedge.commands.infer:infer", "Convert photos to camera RAW (DNG) with the learned model."),
-    "unprocess": ("rawedge.commands.core:unprocess", "Analytic reverse ISP: sRGB photo -> DNG (no model)."),
-    "info": ("rawedge.commands.core:info", "Describe a RAW, DNG, JPEG/PNG/TIFF, model or checkpoint."),
-    "render": ("rawedge.commands.core:render", "Render a RAW with LibRaw to an sRGB JPEG that keeps the EXIF."),
-    "profile": ("rawedge.commands.core:profile", "Camera profiles: build from RAW files, list, show."),
-    "bench": ("rawedge.commands.infer:bench", "Time one model on one photo across runtimes and precisions."),
-    "export": ("rawedge.export.cli:export", "Export a trained checkpoint to one self-describing ONNX file."),
-    "calibrate": ("rawedge.calibration.cli:calibrate", "Quantize an exported model to INT8, gated by accuracy."),
-    "data": ("rawedge.commands.train:data", "Training data: paired sRGB/RAW samples."),
-    "train": ("rawedge.commands.train:train", "Train a reverse-ISP model from a recipe and/or flags."),
-    "eval": ("rawedge.commands.train:evaluate", "Score a checkpoint on a data folder, next to the analytic inverse."),
-    "finetune": ("rawedge.commands.train:finetune", "Adapt a model to one photo and one edit."),
-    "prior": ("rawedge.commands.prior:prior", "PriorRAW prior metadata: per-camera tables of reference pixels."),
+    "infer": ("rawedge.cli.infer:infer", "Convert photos to camera RAW (DNG) with the learned model."),
+    "unprocess": ("rawedge.cli.core:unprocess", "Analytic reverse ISP: sRGB photo -> DNG (no model)."),
+    "info": ("rawedge.cli.core:info", "Describe a RAW, DNG, JPEG/PNG/TIFF, model or checkpoint."),
+    "render": ("rawedge.cli.core:render", "Render a RAW with LibRaw to an sRGB JPEG that keeps the EXIF."),
+    "profile": ("rawedge.cli.core:profile", "Camera profiles: build from RAW files, list, show."),
+    "bench": ("rawedge.cli.infer:bench", "Time one model on one photo across runtimes and precisions."),
+    "export": ("rawedge.cli.export:export", "Export a trained checkpoint to one self-describing ONNX file."),
+    "calibrate": ("rawedge.cli.calibrate:calibrate", "Quantize an exported model to INT8, gated by accuracy."),
+    "data": ("rawedge.cli.train:data", "Training data: paired sRGB/RAW samples."),
+    "train": ("rawedge.cli.train:train", "Train a reverse-ISP model from a recipe and/or flags."),
+    "eval": ("rawedge.cli.train:evaluate", "Score a checkpoint on a data folder, next to the analytic inverse."),
+    "finetune": ("rawedge.cli.train:finetune", "Adapt a model to one photo and one edit."),
+    "prior": ("rawedge.cli.prior:prior", "PriorRAW prior metadata: per-camera tables of reference pixels."),
 }
 
 
@@ -87,7 +89,3 @@ def main():
       rawedge info photo.dng                          # what is inside a RAW, DNG, JPEG or model
       rawedge render CRW_0304.CRW -o photo.jpg        # RAW -> sRGB JPEG with EXIF (make pairs)
     """
-
-
-if __name__ == "__main__":
-    main()

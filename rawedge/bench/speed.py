@@ -144,7 +144,7 @@ def _open(case: dict):
 
     opts = {"tile": case.get("tile"), "overlap": case.get("overlap"), "batch": case.get("batch", 4)}
     if case["backend"] == "torch":
-        from rawedge.torch_runner import TorchRunner
+        from rawedge.export.torch_runner import TorchRunner
 
         runner = TorchRunner(case["checkpoint"], meta_from=case["model"], fp16=case["precision"] == "fp16",
                              threads=case.get("threads"))
@@ -287,7 +287,7 @@ def _spawn(case: dict, tmp: str, timeout_s: float) -> dict:
     case_path, result_path = Path(tmp, f"{name}.case.json"), Path(tmp, f"{name}.result.json")
     case_path.write_text(json.dumps({**case, "spawned_at": time.time()}))
     try:
-        proc = subprocess.run([sys.executable, "-m", "rawedge.bench", os.fspath(case_path), os.fspath(result_path)],
+        proc = subprocess.run([sys.executable, "-m", "rawedge.bench.speed", os.fspath(case_path), os.fspath(result_path)],
                               check=False, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return {"status": "failed", "reason": f"timed out after {timeout_s:.0f} s"}

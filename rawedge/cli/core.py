@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from rawedge.commands.outputs import refuse_existing
+from rawedge.cli.outputs import refuse_existing
 from rawedge.errors import RawedgeError
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -70,7 +70,7 @@ def _short_kv(d: dict, width: int = 60) -> str:
 
 def describe_checkpoint(path) -> list[str]:
     """A rawedge training checkpoint (.pt): model, config, training progress and metrics (needs torch)."""
-    from rawedge.checkpoint import read_checkpoint, weights_sha256
+    from rawedge.models.checkpoint import read_checkpoint, weights_sha256
 
     ckpt = read_checkpoint(path)
     state = ckpt.get("state_dict") or {}
@@ -118,7 +118,7 @@ def info(file):
     if suffix in (".pt", ".pth"):
         lines = describe_checkpoint(path)
     elif suffix in (".onnx", ".ort", ".xml", ".engine"):
-        from rawedge.commands.model_info import describe_model
+        from rawedge.cli.model_info import describe_model
 
         lines = describe_model(path)
     elif suffix in PHOTO_SUFFIXES:
@@ -204,7 +204,7 @@ def unprocess(photo_file, output, like, camera_profile, camera, max_pixels, over
         bayer[r0:r0 + UNPROCESS_STRIP_ROWS] = part.bayer
     raw = dataclasses.replace(part, bayer=bayer)
     write_dng(out, raw, preview=photo.srgb)
-    from rawedge.commands.infer import round_trip
+    from rawedge.cli.infer import round_trip
 
     figure, _ = round_trip(raw, photo.srgb)
     click.echo(f"wrote {out}: {w}x{h} {profile.cfa} mosaic, profile {profile.name} ({how}); round trip {figure:.1f} dB")

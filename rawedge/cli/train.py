@@ -109,7 +109,7 @@ def _recipe_dict(config, resume) -> dict:
                 raise RawedgeError(path, f"recipe section {section!r} must be a mapping")
         return d
     if resume:
-        from rawedge.checkpoint import read_checkpoint
+        from rawedge.models.checkpoint import read_checkpoint
 
         return dict(read_checkpoint(resume).get("recipe") or {})
     return {}
@@ -198,7 +198,7 @@ def train(config, model, model_config, data_dir, loss, loss_config, epochs, step
     if loss_config:
         d.setdefault("loss", {})["config"] = _yaml_mapping(loss_config, "--loss-config")
     if init:  # the checkpoint's model and config unless the recipe or flags name them
-        from rawedge.checkpoint import read_checkpoint
+        from rawedge.models.checkpoint import read_checkpoint
 
         ckpt = read_checkpoint(init)
         spec = d.setdefault("model", {})
@@ -239,8 +239,8 @@ def evaluate(model, data_dir, split, kinds, output, figure, tile, overlap, devic
     \b
     Example:  rawedge eval runs/unet_small/best.pt data/pairs -o eval.json --figure eval.png
     """
-    from rawedge.evaluate import evaluate as run_eval
-    from rawedge.evaluate import write_figure, write_report
+    from rawedge.training.evaluate import evaluate as run_eval
+    from rawedge.training.evaluate import write_figure, write_report
 
     for target in (output, figure):
         if target:
@@ -315,12 +315,12 @@ def finetune(model, photo, sample_path, crop, edit_text, output, steps, lr, raw_
     Example:  rawedge finetune runs/unet_small/best.pt photo.jpg --sample CRW_0117.CRW \\
                   --crop 1000,700,256,256 --edit ev=+0.5 -o tuned.pt
     """
-    from rawedge.checkpoint import load_checkpoint, save_checkpoint
-    from rawedge.finetune import finetune as run_finetune
-    from rawedge.finetune import load_raw_sample, parse_edit
     from rawedge.io.atomic import check_output_dir
     from rawedge.io.photo import read_photo
+    from rawedge.models.checkpoint import load_checkpoint, save_checkpoint
     from rawedge.profiles import resolve_profile
+    from rawedge.training.finetune import finetune as run_finetune
+    from rawedge.training.finetune import load_raw_sample, parse_edit
 
     check_output_dir(output)
     edit = parse_edit(edit_text)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rawedge.commands import MAX_THREADS
+from rawedge.cli import MAX_THREADS
 
 
 @click.command("calibrate")
@@ -62,10 +62,11 @@ def calibrate(model, runtime, data, reference, max_drop, max_image_drop, method,
     Example:  rawedge calibrate model.onnx --runtime ort --data photos/ --max-drop 0.3
               rawedge infer photo.jpg --model model.onnx --precision int8
     """
+    from rich.console import Console
+
     from rawedge.calibration.pipeline import GateFailed, Options
     from rawedge.calibration.pipeline import calibrate as run_calibration
     from rawedge.calibration.report import summary_table
-    from rich.console import Console
 
     opts = Options(runtime=runtime, reference=Path(reference) if reference else None, max_drop=max_drop,
                    max_image_drop=max_image_drop, method=method, scope=scope, holdout=holdout, output=Path(output) if output else None,

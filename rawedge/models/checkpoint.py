@@ -58,7 +58,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise RawedgeError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise RawedgeError(path, "not a rawedge checkpoint (no 'format: rawedge-checkpoint'); "
-                                 "train with `rawedge train` or save with rawedge.checkpoint.save_checkpoint")
+                                 "train with `rawedge train` or save with rawedge.models.checkpoint.save_checkpoint")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise RawedgeError(path, f"checkpoint format {ckpt['format_version']} is newer than this rawedge")
     return ckpt

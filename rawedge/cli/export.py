@@ -30,7 +30,7 @@ def export(checkpoint, output, opset, fp16, check, static_tile, ort_format, phot
     """
     from pathlib import Path
 
-    from rawedge.commands.outputs import refuse_existing
+    from rawedge.cli.outputs import refuse_existing
     from rawedge.export import default_output_path, export_checkpoint
 
     target = Path(output) if output else default_output_path(checkpoint, fp16=fp16, static_tile=static_tile)

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from rawedge.commands import MAX_THREADS
-from rawedge.commands.outputs import OVERWRITE_HINT, existing_output, is_dir_spec
+from rawedge.cli import MAX_THREADS
+from rawedge.cli.outputs import OVERWRITE_HINT, existing_output, is_dir_spec
 from rawedge.errors import RawedgeError
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -461,7 +461,7 @@ def bench(model_path, checkpoint, photo, size, backends, precisions, tile, overl
     from rich.markup import escape
     from rich.table import Table
 
-    from rawedge.bench import BACKENDS, parse_size, run_bench, summary_lines
+    from rawedge.bench.speed import BACKENDS, parse_size, run_bench, summary_lines
     from rawedge.io.atomic import atomic_output
     from rawedge.io.photo import read_photo
     from rawedge.runtimes.factory import PRECISIONS

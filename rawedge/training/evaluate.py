@@ -32,7 +32,7 @@ SIGMA_SAMPLES = 20_000  # (sigma, error) pairs kept per image for the confidence
 
 def load_model(spec: str, device):
     """(model in eval mode, description) from a checkpoint path or the name ``analytic``."""
-    from rawedge.checkpoint import load_checkpoint
+    from rawedge.models.checkpoint import load_checkpoint
     from rawedge.models.registry import create_model
 
     if spec == "analytic":

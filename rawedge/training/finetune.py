@@ -89,7 +89,7 @@ def _load_npz(path: Path) -> RawSample:
         raise RawedgeError(path, f"not a readable .npz ({type(exc).__name__})") from None
     missing = {"raw", "top", "left", "cfa"} - set(d)
     if missing:
-        raise RawedgeError(path, f"RAW sample needs {', '.join(sorted(missing))} (see rawedge.finetune)")
+        raise RawedgeError(path, f"RAW sample needs {', '.join(sorted(missing))} (see rawedge.training.finetune)")
     raw, cfa = np.asarray(d["raw"]), str(d["cfa"])
     if raw.ndim != 2 or min(raw.shape) < 8 or cfa not in BAYER_PATTERNS:
         raise RawedgeError(path, f"raw must be a 2-D mosaic of at least 8x8 and cfa one of {BAYER_PATTERNS}")

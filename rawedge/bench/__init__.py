@@ -1,0 +1,1 @@
+"""Speed measurement across runtimes (``rawedge bench``): times, FLOP rates, peak memory."""
