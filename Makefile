@@ -32,6 +32,7 @@ demo: $(VENV)/.installed
 # tests/test_dng_validate.py builds Adobe's dng_validate once into ~/.cache/rawedge/dng_validate (about 10 s
 # with g++ and libjxl-dev headers; -rs prints why it skips where it cannot).
 test: $(VENV)/.installed-dev
+	$(LINT_IMPORTS)
 	$(VENV)/bin/pytest -n 2 -q -rs
 
 # DNG interoperability (README "Formats"): installs darktable and RawTherapee (apt-get) if missing, renders the
@@ -46,8 +47,20 @@ FUZZ_CASES ?= 10000
 fuzz: $(VENV)/.installed-dev
 	$(PY) -m fuzz.run --cases $(FUZZ_CASES)
 
+# The layering contracts ([tool.importlinter] in pyproject.toml). import-linter only walks a package's own
+# folder, and rawedge.export, .runtimes and .calibration live in export/, runtimes/ and calibration/, so it
+# runs in a tree of links that puts them under rawedge/ (tests/test_layering.py builds the same tree).
+IMPORT_TREE := $(abspath $(VENV))/import-tree
+define LINT_IMPORTS
+rm -rf $(IMPORT_TREE) && mkdir -p $(IMPORT_TREE)/rawedge
+ln -s $(CURDIR)/rawedge/* $(IMPORT_TREE)/rawedge/
+for p in export runtimes calibration; do ln -s $(CURDIR)/$$p $(IMPORT_TREE)/rawedge/$$p; done
+cd $(IMPORT_TREE) && $(abspath $(VENV))/bin/lint-imports --no-cache $(CURDIR)/pyproject.toml
+endef
+
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check rawedge export runtimes calibration tests
+	$(LINT_IMPORTS)
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -18,17 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from rawedge.filekinds import RAW_SUFFIXES
 from rawedge.io.dng import write_dng
 from rawedge.io.raw import read_raw
 from rawedge.io.render import render_raw
 from rawedge.isp.pipeline import unprocess
-from rawedge.profiles import RAW_SUFFIXES
+from rawedge.metrics import psnr
 from rawedge.types import RawImage
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else -10.0 * np.log10(mse)
 
 
 def main(argv=None) -> int:

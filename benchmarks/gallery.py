@@ -23,6 +23,7 @@ from rawedge.io.raw import read_raw
 from rawedge.io.render import render_raw
 from rawedge.isp.ops import pack
 from rawedge.isp.pipeline import process, unprocess
+from rawedge.metrics import psnr
 from rawedge.profiles import resolve_profile
 
 
@@ -37,10 +38,6 @@ def heat(err: np.ndarray, vmax: float) -> np.ndarray:
     t = np.clip(err / vmax, 0, 1)
     rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], -1)
     return (rgb * 255).astype(np.uint8)
-
-
-def psnr(a, b) -> float:
-    return float(-10 * np.log10(np.mean((a - b) ** 2) + 1e-12))
 
 
 def held_out_raws(data_dir: Path) -> list[tuple[str, str]]:

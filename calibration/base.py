@@ -7,12 +7,10 @@ import abc
 import contextlib
 import io
 import os
-import shutil
 from pathlib import Path
 
 from rawedge.runtimes.base import Runner
 
-from rawedge.io.atomic import atomic_output
 from rawedge.metadata.schema import ModelMeta
 
 from .dataset import CalibrationSet
@@ -126,8 +124,3 @@ def quiet():
     """Silence the print()s of quantization libraries (their progress goes to our log instead)."""
     return contextlib.redirect_stdout(io.StringIO())
 
-
-def copy_atomic(source: Path, target: Path) -> Path:
-    with atomic_output(target) as tmp:
-        shutil.copyfile(source, tmp)
-    return target

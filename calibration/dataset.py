@@ -3,9 +3,9 @@ into a calibration part and a held-out part that only the accuracy gate sees.
 
 RAW files are rendered on the fly (``rawedge.io.render.render_raw``, pixel-aligned with the mosaic)
 and bring their ground truth, profile and as-shot white balance. Photos get their profile and white
-balance the way `rawedge infer` chooses them. Feeds are built by the Reconstructor itself (through
-``calibration.replay.FeedRecorder``): the same tiles, thumbnail, EXIF vector and canonical inputs as
-inference."""
+balance the way `rawedge infer` chooses them. Feeds come from the Reconstructor's plan
+(``Reconstructor.plan``): the same tiles, thumbnail, EXIF vector and canonical inputs as inference; and
+outputs computed elsewhere (the gate's Comparator) go back through its blend into a RawImage."""
 from __future__ import annotations
 
 import math
@@ -16,13 +16,11 @@ from pathlib import Path
 import numpy as np
 from rawedge.runtimes import Reconstructor
 from rawedge.runtimes.base import Runner
+from rawedge.runtimes.plan import Plan
 
-from rawedge.cli.infer import PHOTO_SUFFIXES
 from rawedge.errors import RawedgeError
-from rawedge.profiles import RAW_SUFFIXES
+from rawedge.filekinds import PHOTO_SUFFIXES, RAW_SUFFIXES, scan
 from rawedge.types import CameraProfile, Exif, RawImage
-
-from .replay import FeedRecorder, ReplayRunner
 
 MIN_CALIBRATION_FILES = 2
 MIN_HELD_OUT_FILES = 1
@@ -36,11 +34,9 @@ def list_sources(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise RawedgeError(folder, "not a directory (give a folder of photos or RAW files)")
     try:
-        entries = list(folder.iterdir())
+        files = scan(folder, PHOTO_SUFFIXES | RAW_SUFFIXES)
     except OSError as exc:
         raise RawedgeError(folder, f"cannot read this directory ({exc.strerror or exc})") from None
-    files = sorted(p for p in entries if p.is_file() and not p.name.startswith(".")
-                   and p.suffix.lower() in PHOTO_SUFFIXES | RAW_SUFFIXES)
     if not files:
         raise RawedgeError(folder, f"no photos ({', '.join(sorted(PHOTO_SUFFIXES))}) or RAW files "
                                    f"({', '.join(sorted(RAW_SUFFIXES))}) in this directory")
@@ -119,22 +115,42 @@ class Tiling:
     batch: int = 4
 
 
-def reconstructor(runner: Runner, tiling: Tiling) -> Reconstructor:
-    return Reconstructor(runner, tile=tiling.tile, overlap=tiling.overlap, batch=tiling.batch)
+def plan_item(template: Runner, item: Item, tiling: Tiling) -> tuple[Reconstructor, Plan]:
+    """The Reconstructor of ``template`` (an activated runner of the model) and its plan of ``item``."""
+    rec = Reconstructor(template, tile=tiling.tile, overlap=tiling.overlap, batch=tiling.batch)
+    return rec, rec.plan(item.srgb, item.exif, rec.camera_options(profile=item.profile, wb=item.wb))
 
 
 def record_feeds(template: Runner, item: Item, tiling: Tiling, keep: int | None = None,
                  seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """The feeds `rawedge infer` would run for ``item`` (all of them, or a seeded sample of ``keep``)."""
-    recorder = FeedRecorder(template, keep=keep, seed=seed)
-    reconstructor(recorder, tiling)(item.srgb, exif=item.exif, profile=item.profile, wb=item.wb)
-    return recorder.feeds
+    """The feeds `rawedge infer` would run for ``item``: all of them in order, or a uniform reservoir
+    sample of ``keep`` (seeded)."""
+    _, plan = plan_item(template, item, tiling)
+    rng = np.random.default_rng(seed)
+    feeds: list[dict[str, np.ndarray]] = []
+    for calls, batch in enumerate(plan.batches()):
+        if keep is None or len(feeds) < keep:
+            feeds.append(batch.feed)
+        else:
+            j = int(rng.integers(0, calls + 1))
+            if j < keep:
+                feeds[j] = batch.feed
+    return feeds
 
 
 def replay(template: Runner, item: Item, tiling: Tiling, feeds, outputs) -> RawImage:
-    """The RawImage the Reconstructor blends from ``outputs`` (one per feed of ``record_feeds``)."""
-    return reconstructor(ReplayRunner(template, feeds, outputs), tiling)(
-        item.srgb, exif=item.exif, profile=item.profile, wb=item.wb)
+    """The RawImage the Reconstructor blends from ``outputs``, one per feed of ``record_feeds`` (all of
+    them, in order)."""
+    rec, plan = plan_item(template, item, tiling)
+    batches = list(plan.batches())
+    if len(feeds) != len(outputs) or len(outputs) != len(batches):
+        raise RawedgeError(template.model_path, f"replay of {len(outputs)} outputs for {len(feeds)} feeds "
+                                                f"({len(batches)} tile batches)")
+    for i, (batch, feed) in enumerate(zip(batches, feeds)):
+        if batch.feed["srgb"].shape != feed["srgb"].shape:
+            raise RawedgeError(template.model_path, f"replay out of step at call {i} (tile batch {feed['srgb'].shape})")
+    results = ((b, {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}) for b, out in zip(batches, outputs))
+    return rec.blend(plan, results).raw()
 
 
 @dataclass

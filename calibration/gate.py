@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 from rawedge.runtimes.base import Runner, import_backend
 
+from rawedge.compare import Comparator, Tolerance
 from rawedge.errors import RawedgeError, install_command
 from rawedge.metadata.schema import ModelMeta
-from rawedge.training.metrics import psnr
+from rawedge.metrics import PSNR_CAP_DB, psnr
 
 from .adapters import polygraphy_adapter
 from .dataset import Item, Tiling, load_item, record_feeds, replay
@@ -44,7 +45,6 @@ ASSUMED_REFERENCE_PSNR = 40.0  # above typical reverse-ISP RAW PSNR (25-38 dB): 
 METRIC_KEYS = ("best_val_raw_psnr", "val_raw_psnr")
 EDIT_MAX_PIXELS = 4_000_000  # edits are rendered on a central crop of at most this many pixels
 MAP_SIZE = 512  # longest side of the error maps kept for the figure
-IDENTICAL_PSNR = 100.0  # what rawedge.training.metrics.psnr returns for identical images
 ITEM_CACHE_BYTES = 1 << 30  # held-out images kept decoded between attempts, up to this size
 
 
@@ -76,16 +76,19 @@ def reference_quality(meta: ModelMeta, given: float | None = None) -> tuple[floa
 def drop_bound(psnr_vs_reference: float, reference_psnr: float) -> float:
     """Upper bound of the PSNR lost when an error of ``psnr_vs_reference`` dB (INT8 vs FP32) adds to a
     model whose own error is ``reference_psnr`` dB: 20 log10(1 + RMSE ratio) (triangle inequality).
-    Identical outputs (rawedge.training.metrics.psnr reports them as 100 dB) lose nothing."""
-    if psnr_vs_reference >= IDENTICAL_PSNR:
+    Identical outputs (rawedge.metrics.psnr reports them as PSNR_CAP_DB) lose nothing."""
+    if psnr_vs_reference >= PSNR_CAP_DB:
         return 0.0
     return 20.0 * math.log10(1.0 + 10.0 ** ((reference_psnr - psnr_vs_reference) / 20.0))
 
 
 def error_stats(candidate: np.ndarray, reference: np.ndarray) -> dict:
-    diff = np.abs(candidate.astype(np.float32) - reference.astype(np.float32))
-    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
-            "p99_abs": float(np.percentile(diff, 99.0))}
+    """INT8 against the reference on one image's normalised mosaic, through rawedge.compare. No tolerance
+    there: the budget bounds the PSNR drop (measured or bound), not the difference itself."""
+    diff = Comparator({"raw": Tolerance()})({"raw": reference}, {"raw": candidate}).outputs["raw"]
+    p99 = np.percentile(np.abs(candidate.astype(np.float32) - reference.astype(np.float32)), 99.0)
+    return {"psnr_vs_reference_db": diff.psnr_db, "max_abs": diff.max_abs, "mean_abs": diff.mean_abs,
+            "p99_abs": float(p99)}
 
 
 def small(a: np.ndarray, size: int = MAP_SIZE, peak: bool = False) -> np.ndarray:
@@ -238,7 +241,7 @@ class Gate:
     def _score(self, item: Item, raw_ref, raw_q) -> tuple[dict, dict]:
         r, q = raw_ref.normalized(), raw_q.normalized()
         score = {"file": item.path.name, "size": [int(r.shape[1]), int(r.shape[0])], "profile": raw_ref.profile.name,
-                 "psnr_vs_reference_db": psnr(q, r), **error_stats(q, r)}
+                 **error_stats(q, r)}
         maps = {"error_vs_reference": small(packed_error_map(q, r, raw_ref.cfa), peak=True)}
         mosaics = {"reference": r, "int8": q}
         if item.truth is not None:

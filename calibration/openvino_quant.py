@@ -14,7 +14,6 @@ Layers are named by their ONNX node (``/model/enc.0/enc.0.0/Conv``); OpenVINO re
 so names are resolved against each freshly read model."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -25,7 +24,8 @@ from rawedge.runtimes.base import Runner, import_backend
 from rawedge.contract import INPUT_NAMES
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import atomic_output
-from rawedge.metadata.schema import METADATA_KEY, ModelMeta
+from rawedge.metadata.openvino import set_ir_metadata
+from rawedge.metadata.schema import ModelMeta
 
 from .base import Quantizer, network_region, quiet
 from .dataset import CalibrationSet
@@ -95,12 +95,6 @@ def weight_is_quantized(op) -> bool:
             return False
         node = node.input_value(0).get_node()
     return False
-
-
-def set_ir_metadata(model, meta: ModelMeta) -> None:
-    if getattr(meta, "onnx_weights_sha256", ""):  # the FP32 ONNX's hash says nothing about an IR
-        meta = dataclasses.replace(meta, onnx_weights_sha256="")
-    model.set_rt_info(meta.to_json(), METADATA_KEY)
 
 
 class OpenVinoQuantizer(Quantizer):

@@ -4,7 +4,6 @@ the scheme the CPU needs (calibration.isa). Tensor ranges are collected once, a 
 (bounded memory), and cached, so every later attempt with other layers kept is only a re-write."""
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 import shutil
@@ -15,7 +14,8 @@ from rawedge.runtimes.base import Runner, import_backend
 from rawedge.contract import INPUT_NAMES
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import atomic_output
-from rawedge.metadata.schema import METADATA_KEY, ModelMeta
+from rawedge.metadata.onnx import embed_onnx_metadata
+from rawedge.metadata.schema import ModelMeta
 
 from .base import Quantizer, network_region, quiet
 from .dataset import CalibrationSet
@@ -44,9 +44,10 @@ class FeedReader:
 
 
 def set_onnx_metadata(path: Path, meta: ModelMeta, interface_from: Path | None = None) -> None:
-    """Replace the ``rawedge`` metadata of the ONNX file at ``path`` in place; ``interface_from``: copy
-    the input/output type declarations of that model (symbolic shape inference renames the dynamic
-    output axes, e.g. ``ConvTranspose_56_o0__d2`` for ``H/2``)."""
+    """Replace the ``rawedge`` metadata of the ONNX file at ``path`` in place (with this file's own graph
+    hash, not the FP32 model's); ``interface_from``: copy the input/output type declarations of that
+    model (symbolic shape inference renames the dynamic output axes, e.g. ``ConvTranspose_56_o0__d2``
+    for ``H/2``)."""
     import onnx
 
     proto = onnx.load(os.fspath(path))
@@ -56,17 +57,7 @@ def set_onnx_metadata(path: Path, meta: ModelMeta, interface_from: Path | None =
         for value in [*proto.graph.input, *proto.graph.output]:
             if value.name in types:
                 value.type.CopyFrom(types[value.name])
-    if hasattr(meta, "onnx_weights_sha256"):  # this file's own graph hash, not the FP32 model's
-        from rawedge.runtimes.integrity import proto_sha256
-
-        meta = dataclasses.replace(meta, onnx_weights_sha256=proto_sha256(proto))
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            prop.value = meta.to_json()
-            break
-    else:
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, meta.to_json()
+    embed_onnx_metadata(proto, meta)
     onnx.save(proto, os.fspath(path))
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from rawedge.runtimes.base import Runner, import_backend
 from rawedge.runtimes.factory import RUNTIMES, int8_artefact_path
-from rawedge.runtimes.metadata import read_onnx_metadata
 
 from rawedge import __version__
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import check_output_dir
+from rawedge.metadata.onnx import read_onnx_metadata
 from rawedge.metadata.schema import ModelMeta
 
 from .base import METHODS, SCOPES, Quantizer
@@ -298,7 +298,7 @@ def _run(model_path, data, meta, opts, quantizer, reference, reference_info, spl
 def _truth_metric(template: Runner, files: list[Path], tiling: Tiling, max_pixels):
     """(ids, metric(infer, id)) for NNCF accuracy control: RAW PSNR against ground truth of the whole
     image the Reconstructor blends from ``infer``'s outputs, on calibration files with truth."""
-    from rawedge.training.metrics import psnr
+    from rawedge.metrics import psnr
 
     items = {}
 

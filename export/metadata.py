@@ -1,5 +1,6 @@
-"""The ``metadata_props["rawedge"]`` JSON of an exported model: what the runtimes need to use the file
-without the checkpoint (contract, align, tiling, camera profiles, EXIF facts, provenance, parity).
+"""The rawedge metadata of an exported model, built from the model and its checkpoint: what the
+runtimes need to use the file without the checkpoint (contract, align, tiling, camera profiles, EXIF
+facts, provenance, parity). Storing and reading it is rawedge.metadata's.
 
 A model may add to it by implementing ``export_extras() -> dict`` with any of EXTRA_FIELDS (for example
 ``{"fusion": {...}}`` for models with an overexposure branch); everything else is the exporter's.
@@ -12,7 +13,7 @@ import math
 from rawedge import __version__
 from rawedge.contract import CONTRACT_VERSION, INPUT_NAMES, THUMB_SIZE
 from rawedge.errors import RawedgeError
-from rawedge.metadata.schema import METADATA_KEY, ModelMeta
+from rawedge.metadata.schema import ModelMeta
 
 EXTRA_FIELDS = ("tile", "overlap", "fusion", "exif_facts", "metrics")
 
@@ -88,41 +89,3 @@ def build_meta(model, ckpt: dict, *, tile: int, overlap: int, receptive_field: d
         raise RawedgeError(None, f"model {meta.model_name!r}: tile {meta.tile} / overlap {meta.overlap} must be "
                                  f"multiples of align {meta.align} with overlap < tile")
     return meta
-
-
-def set_metadata(model_proto, meta: ModelMeta) -> None:
-    """Store the JSON under ``metadata_props["rawedge"]``, keeping any other properties."""
-    from rawedge.runtimes.integrity import proto_sha256
-
-    model_proto.doc_string = (f"rawedge reverse-ISP model '{meta.model_name}': sRGB tile -> packed RGGB RAW "
-                              f"(contract v{meta.contract_version}, {meta.precision})")
-    model_proto.graph.name = meta.model_name
-    meta.onnx_weights_sha256 = proto_sha256(model_proto)  # of everything but the metadata: runners check it
-    text = meta.to_json()
-    ModelMeta.from_json(text, "exported model")  # what readers will see must validate
-    for prop in model_proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            prop.value = text
-            break
-    else:
-        entry = model_proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, text
-
-
-def read_metadata(path) -> ModelMeta:
-    """The ModelMeta of an .onnx or .ort file, read through ONNX Runtime (no onnx package needed)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise RawedgeError(path, f"ONNX Runtime cannot open it ({str(exc).strip().splitlines()[0][:200]})") from None
-    from rawedge.runtimes.metadata import session_properties
-
-    props = session_properties(session, path)
-    if METADATA_KEY not in props:
-        raise RawedgeError(path, "no rawedge metadata (not exported by `rawedge export`)")
-    return ModelMeta.from_json(props[METADATA_KEY], str(path))

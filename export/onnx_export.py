@@ -10,13 +10,14 @@ from pathlib import Path
 from rawedge.export import clean, parity
 from rawedge.export.fp16 import to_fp16
 from rawedge.export.graph import export_graph
-from rawedge.export.metadata import build_meta, set_metadata
+from rawedge.export.metadata import build_meta
 from rawedge.export.onnx_io import external_data_name, ort_session, save_model, staging_dir
 from rawedge.export.ort_format import convert_to_ort
 from rawedge.export.receptive_field import measure, recommend
 
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import atomic_output, check_output_dir
+from rawedge.metadata.onnx import embed_onnx_metadata
 from rawedge.metadata.schema import ModelMeta
 
 
@@ -89,7 +90,7 @@ def export_model(model, ckpt: dict | None, output: str | os.PathLike, *, opset: 
     meta = build_meta(model, ckpt, tile=tile, overlap=overlap, receptive_field=rf, static_tile=static_tile,
                       precision=precision)
     meta.parity = {"checked": False}
-    set_metadata(proto, meta)
+    meta = _embed(proto, meta)
     if ort_format and clean.is_large(proto):
         raise RawedgeError(output, "the ORT format holds at most 2 GB; export without --ort-format")
 
@@ -104,14 +105,14 @@ def export_model(model, ckpt: dict | None, output: str | os.PathLike, *, opset: 
             save_model(proto, staged)
         if check:
             meta.parity = _check(proto, staged, precision, checks, output, log)
-            set_metadata(proto, meta)
+            meta = _embed(proto, meta)
         if ort_format:
             save_model(proto, staged)
             ort_file = convert_to_ort(staged, stage)
             if check:
                 result = _run_check(ort_session(ort_file), "onnxruntime (.ort)", precision, checks, output, log)
                 meta.parity["backends"]["ort_format"] = _summary(result)
-                set_metadata(proto, meta)
+                meta = _embed(proto, meta)
             ort_out = output.with_suffix(".ort")
             with atomic_output(ort_out) as tmp:
                 shutil.copyfile(ort_file, tmp)
@@ -120,6 +121,14 @@ def export_model(model, ckpt: dict | None, output: str | os.PathLike, *, opset: 
     log(f"wrote {output} ({_size(output)}, opset {_opset(proto)}, {len(clean.op_types(proto))} op types: "
         f"{', '.join(clean.op_types(proto))})")
     return meta
+
+
+def _embed(proto, meta: ModelMeta) -> ModelMeta:
+    """Name and describe the graph, then store ``meta`` in it (with the hash of the graph as named)."""
+    proto.doc_string = (f"rawedge reverse-ISP model '{meta.model_name}': sRGB tile -> packed RGGB RAW "
+                        f"(contract v{meta.contract_version}, {meta.precision})")
+    proto.graph.name = meta.model_name
+    return embed_onnx_metadata(proto, meta)
 
 
 def _check(proto, staged: Path, precision, checks, output, log) -> dict:

@@ -56,14 +56,6 @@ def staging_dir(near: str | os.PathLike):
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def remove_model(path: str | os.PathLike) -> None:
-    """Remove a model and its external-data file, if any (used when a check fails after writing)."""
-    path = Path(path)
-    for p in (path, path.parent / external_data_name(path)):
-        with contextlib.suppress(OSError):
-            p.unlink()
-
-
 def ort_session(model_or_path):
     """An ONNX Runtime CPU session on an in-memory model (small) or a file."""
     import onnxruntime as ort

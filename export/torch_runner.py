@@ -3,28 +3,17 @@ Reconstructor, `rawedge bench` and Polygraphy's Comparator can put the training 
 Runtime, OpenVINO and TensorRT. It lives outside ``rawedge.runtimes`` because it needs torch."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from rawedge.runtimes.base import Runner, Unavailable
-from rawedge.runtimes.metadata import read_onnx_metadata
 
 from rawedge.contract import INPUT_NAMES, THUMB_SIZE
+from rawedge.metadata.onnx import read_onnx_metadata
 from rawedge.metadata.schema import ModelMeta
 
 INPUT_RANKS = {"srgb": (None, 3, None, None), "thumb": (None, 3, THUMB_SIZE, THUMB_SIZE), "exif": (None, 4),
                "wb": (None, 3), "cam2rgb": (None, 3, 3), "rgb2cam": (None, 3, 3)}
-
-
-def checkpoint_next_to(model_path: str | os.PathLike) -> Path | None:
-    """``model.pt`` (or ``model.ckpt``) beside ``model.onnx``, if there is one."""
-    model_path = Path(model_path)
-    for suffix in (".pt", ".ckpt", ".pth"):
-        candidate = model_path.with_suffix(suffix)
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 class TorchRunner(Runner):
@@ -45,12 +34,24 @@ class TorchRunner(Runner):
         self.threads = threads
         self.model = None
         self._ckpt = None
+        self._in_memory = None
+
+    @classmethod
+    def from_model(cls, model, ckpt: dict | None = None, device: str | None = None,
+                   name: str | None = None) -> TorchRunner:
+        """A runner of a model already in memory (``rawedge eval``: the checkpoint under test, the analytic
+        baseline by name), with no file behind it; ``ckpt``: its checkpoint dict, for the metadata's
+        camera profiles, recipe and metrics. The metadata is built as the exporter would."""
+        runner = cls(__file__, device=device, name=name or f"torch:{model.model_name}")  # any file passes the check
+        runner.model_path = Path(f"<in-memory {model.model_name}>")
+        runner._in_memory = (model, dict(ckpt or {}))
+        return runner
 
     def _load(self):
         from rawedge.models.checkpoint import load_checkpoint
 
         if self.model is None:
-            self.model, self._ckpt = load_checkpoint(self.model_path)
+            self.model, self._ckpt = self._in_memory or load_checkpoint(self.model_path)
         return self.model, self._ckpt
 
     def _read_metadata(self) -> ModelMeta:

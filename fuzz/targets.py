@@ -266,7 +266,7 @@ def run_dng(ctx: Context, case) -> tuple[str, str]:
 
 # --- model metadata JSON ------------------------------------------------------------------------------------
 def run_meta(ctx: Context, case) -> tuple[str, str]:
-    from rawedge.runtimes.reconstructor import FusionSettings
+    from rawedge.runtimes.fusion import FusionSettings
 
     from rawedge.cli.model_info import describe_model
     from rawedge.metadata.schema import ModelMeta

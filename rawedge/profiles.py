@@ -6,14 +6,12 @@ import json
 import os
 from collections import defaultdict
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
 from rawedge.errors import RawedgeError
+from rawedge.filekinds import RAW_SUFFIXES, scan
 from rawedge.types import CameraProfile, Exif, fit_wb_prior
-
-RAW_SUFFIXES = {".crw", ".cr2", ".cr3", ".nef", ".arw", ".kdc", ".dng", ".orf", ".rw2", ".raf", ".pef", ".srw"}
 
 
 def bundled_profiles() -> dict[str, CameraProfile]:
@@ -126,7 +124,7 @@ def build_profiles(raw_dir: str | os.PathLike) -> list[CameraProfile]:
     from rawedge.io.raw import read_raw
 
     by_camera: dict[str, list] = defaultdict(list)
-    files = sorted(p for p in Path(raw_dir).iterdir() if p.suffix.lower() in RAW_SUFFIXES)
+    files = scan(raw_dir, RAW_SUFFIXES)
     if not files:
         raise RawedgeError(raw_dir, "no RAW files found")
     for path in files:

@@ -177,13 +177,6 @@ class CameraProfile:
             raise RawedgeError(path, exc.problem) from None
 
     @classmethod
-    def from_raw(cls, path: str | os.PathLike) -> CameraProfile:
-        """Profile of the camera that took ``path`` (CFA, levels, matrix, a one-sample WB prior)."""
-        from rawedge.io.raw import read_raw
-
-        return read_raw(path).profile
-
-    @classmethod
     def generic(cls) -> CameraProfile:
         """A neutral default for photos from unknown cameras: sRGB-primaries sensor, 12-bit, RGGB."""
         xyz_to_cam = np.linalg.inv(SRGB_TO_XYZ)

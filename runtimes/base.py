@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rawedge.errors import RawedgeError
+from rawedge.metadata.read import read_model_metadata
 from rawedge.metadata.schema import ModelMeta
 
 
@@ -45,20 +46,23 @@ def import_backend(module: str, package: str, what: str):
 class Runner(abc.ABC):
     """Base class; subclasses implement ``_activate``, ``_run``, ``_deactivate`` and ``_input_specs``.
 
+    ``metadata``: the model's ModelMeta when the caller has read it already (open_runner does, once per
+    open), else it is read from the file on first use.
     ``thread_safe``: whether ``_run`` may be called from several threads at once. When False, calls are
     serialised by a lock, so one activated runner can always be shared by threads."""
 
     backend = "base"
     thread_safe = False
 
-    def __init__(self, model_path: str | os.PathLike, name: str | None = None):
+    def __init__(self, model_path: str | os.PathLike, name: str | None = None,
+                 metadata: ModelMeta | None = None):
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise RawedgeError(self.model_path, "no such model file")
         self.name = name or f"{self.backend}:{self.model_path.name}"
         self.inference_time: float | None = None
         self.is_active = False
-        self._metadata: ModelMeta | None = None
+        self._metadata = metadata
         self._lock = threading.Lock()
 
     # --- Polygraphy-shaped API ---------------------------------------------------------------
@@ -114,7 +118,7 @@ class Runner(abc.ABC):
     # --- what every rawedge runner adds -------------------------------------------------------
     @property
     def metadata(self) -> ModelMeta:
-        """The model's ``rawedge`` metadata (read on activation; also readable before it)."""
+        """The model's ``rawedge`` metadata (read once; also readable before activation)."""
         if self._metadata is None:
             self._metadata = self._read_metadata()
         return self._metadata
@@ -154,9 +158,9 @@ class Runner(abc.ABC):
         return f"<{type(self).__name__} {self.name} active={self.is_active}>"
 
     # --- for subclasses -----------------------------------------------------------------------
-    @abc.abstractmethod
     def _read_metadata(self) -> ModelMeta:
-        """Parse the model's rawedge metadata (RawedgeError when it has none)."""
+        """Parse the model's rawedge metadata from its file (RawedgeError when it has none)."""
+        return read_model_metadata(self.model_path)
 
     @abc.abstractmethod
     def _activate(self) -> None:

@@ -8,6 +8,9 @@ finds the INT8 artefacts `rawedge calibrate` writes next to a model:
 
 FP16: ONNX Runtime uses ``model.fp16.onnx`` (from `rawedge export --fp16`) when it exists, else its
 TensorRT execution provider's FP16 mode; OpenVINO and TensorRT convert the FP32 model themselves.
+
+Each open reads the metadata of the file it runs once (rawedge.metadata, before any backend loads) and
+hands it to the runner.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import shlex
 from pathlib import Path
 
 from rawedge.errors import RawedgeError
+from rawedge.metadata.read import read_model_metadata
+from rawedge.metadata.schema import ModelMeta
 
 from .base import Runner, Unavailable
 from .integrity import check_variant, verify_onnx
@@ -90,18 +95,10 @@ def open_runner(model_path: str | os.PathLike, runtime: str = "ort", precision: 
     if runtime != "openvino" and model_path.suffix.lower() != ".onnx":
         raise RawedgeError(model_path, f"runtime {runtime} needs an .onnx model")
     runner = _backend_runner(model_path, runtime, precision, threads, opts)
-    if runner.model_path.suffix.lower() == ".onnx":
-        from .metadata import read_onnx_metadata
-
-        # refuse a file changed since `rawedge export` (read without the backend, which loads on activate);
-        # the metadata is read once per open: the runner keeps it rather than reading it again on activate
-        if runner._metadata is None:
-            runner._metadata = read_onnx_metadata(runner.model_path)
-        verify_onnx(runner.model_path, runner._metadata)
+    if runner.model_path.suffix.lower() == ".onnx":  # refuse a file changed since `rawedge export`
+        verify_onnx(runner.model_path, runner.metadata)
     if runtime == "trt" and runner.int8_artefact is not None and runner.int8_artefact.suffix.lower() == ".onnx":
-        from .metadata import read_onnx_metadata
-
-        check_variant(model_path, runner.metadata, runner.int8_artefact, read_onnx_metadata(runner.int8_artefact),
+        check_variant(model_path, runner.metadata, runner.int8_artefact, read_model_metadata(runner.int8_artefact),
                       "INT8 artefact")
     return runner
 
@@ -111,38 +108,34 @@ def _backend_runner(model_path: Path, runtime: str, precision: str, threads, opt
         from .ort import OrtRunner
 
         if precision == "int8":
-            runner = OrtRunner(find_int8_artefact(model_path, "ort"), intra_op_threads=threads, **opts)
-            return _matching(model_path, runner, "INT8 artefact")
+            artefact = find_int8_artefact(model_path, "ort")
+            meta = _variant_meta(model_path, artefact, "INT8 artefact")
+            return OrtRunner(artefact, intra_op_threads=threads, metadata=meta, **opts)
         if precision == "fp16" and fp16_export_path(model_path).is_file():
-            runner = OrtRunner(fp16_export_path(model_path), intra_op_threads=threads, **opts)
-            return _matching(model_path, runner, "FP16 export")
-        return OrtRunner(model_path, intra_op_threads=threads, fp16=precision == "fp16", **opts)
+            export = fp16_export_path(model_path)
+            meta = _variant_meta(model_path, export, "FP16 export")
+            return OrtRunner(export, intra_op_threads=threads, metadata=meta, **opts)
+        return OrtRunner(model_path, intra_op_threads=threads, fp16=precision == "fp16",
+                         metadata=read_model_metadata(model_path), **opts)
     if runtime == "openvino":
         from .openvino import OpenVinoRunner
 
         if precision == "int8" and ".int8" not in model_path.suffixes:
-            runner = OpenVinoRunner(find_int8_artefact(model_path, "openvino"), precision=precision, threads=threads,
-                                    **opts)
-            return _matching(model_path, runner, "INT8 artefact")
-        return OpenVinoRunner(model_path, precision=precision, threads=threads, **opts)
+            artefact = find_int8_artefact(model_path, "openvino")
+            meta = _variant_meta(model_path, artefact, "INT8 artefact")
+            return OpenVinoRunner(artefact, precision=precision, threads=threads, metadata=meta, **opts)
+        meta = read_model_metadata(model_path)
+        return OpenVinoRunner(model_path, precision=precision, threads=threads, metadata=meta, **opts)
     from .tensorrt import TensorRtRunner
 
     artefact = find_int8_artefact(model_path, "trt") if precision == "int8" else None
-    return TensorRtRunner(model_path, precision=precision, int8_artefact=artefact, **opts)
+    return TensorRtRunner(model_path, precision=precision, int8_artefact=artefact,
+                          metadata=read_model_metadata(model_path), **opts)
 
 
-def _model_meta(model_path: Path):
-    """The rawedge metadata of the model a variant was found next to (ONNX, or OpenVINO IR)."""
-    if model_path.suffix.lower() == ".onnx":
-        from .metadata import read_onnx_metadata
-
-        return read_onnx_metadata(model_path)
-    from .openvino import OpenVinoRunner
-
-    return OpenVinoRunner(model_path).metadata
-
-
-def _matching(model_path: Path, runner: Runner, what: str) -> Runner:
-    """``runner`` of a variant found next to ``model_path``, once the variant is known to be made from it."""
-    check_variant(model_path, _model_meta(model_path), runner.model_path, runner.metadata, what)
-    return runner
+def _variant_meta(model_path: Path, variant: Path, what: str) -> ModelMeta:
+    """The metadata of ``variant`` (an INT8 artefact or FP16 export found next to ``model_path``), once it
+    is known to be made from that model."""
+    meta = read_model_metadata(variant)
+    check_variant(model_path, read_model_metadata(model_path), variant, meta, what)
+    return meta

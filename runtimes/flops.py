@@ -12,7 +12,7 @@ Resize, Pad, ...) and shape arithmetic count 0.
 
 Shapes come from one ONNX Runtime run on a tile (graph optimisation off, so nodes are the file's own),
 read from ORT's profiler (every node's input and output shapes); the graph itself comes from the
-protobuf reader (runtimes.onnx_proto). Batch 1: ``tile`` FLOPs are those of the nodes that depend on the
+protobuf reader (metadata.protobuf). Batch 1: ``tile`` FLOPs are those of the nodes that depend on the
 ``srgb`` input, divided by tile*tile for the per-pixel figure; the ``global`` branch is every other node
 (the thumbnail/EXIF path, computed from per-photo inputs, so once per photo where a runtime caches it
 and once per tile where it does not)."""
@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from rawedge.errors import RawedgeError
-
-from .onnx_proto import Graph, Node, read_graph
+from rawedge.metadata.protobuf import Graph, Node, read_graph
 
 ELEMENTWISE = {
     "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Exp", "Log", "Sin", "Cos", "Tanh", "Sigmoid",
@@ -209,7 +208,8 @@ def count_flops(path: str | os.PathLike, tile: int | None = None) -> FlopCount:
     tile, else its metadata's recommended tile, else 512)."""
     graph = read_graph(path)
     if tile is None:
-        from .metadata import onnx_metadata_text, parse_metadata
+        from rawedge.metadata.onnx import onnx_metadata_text
+        from rawedge.metadata.schema import parse_metadata
 
         text = onnx_metadata_text(path)
         meta = parse_metadata(text, path) if text else None

@@ -3,11 +3,48 @@
 tested against this one, so training and deployment fuse the same way."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from rawedge.errors import RawedgeError
 from rawedge.isp.ops import luma
+from rawedge.metadata.schema import ModelMeta
 
 DEFAULT_THRESHOLD = 0.978
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """Overexposure fusion from the model metadata's ``fusion`` object (written by models such as
+    rawedge.models.oefusion): mask ``threshold`` and ``mode`` (:func:`overexposure_mask`),
+    ``feather_radius`` in photo pixels, and ``outputs`` {"oe": name, "noe": name} of the two branches
+    (default raw_oe and raw_noe)."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    mode: str = "luma"
+    feather_radius: int = 4
+    oe_output: str = "raw_oe"
+    noe_output: str = "raw_noe"
+
+    @classmethod
+    def from_meta(cls, meta: ModelMeta, outputs: list[str]) -> FusionSettings | None:
+        """Settings when the model asks for fusion and has both branch outputs, else None."""
+        f = meta.fusion
+        if not f:
+            return None
+        names = f.get("outputs") or {}
+        try:
+            settings = cls(threshold=float(f.get("threshold", DEFAULT_THRESHOLD)), mode=str(f.get("mode", "luma")),
+                           feather_radius=int(f.get("feather_radius", 4)), oe_output=names.get("oe", "raw_oe"),
+                           noe_output=names.get("noe", "raw_noe"))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise RawedgeError(None, f"bad 'fusion' settings in the model metadata ({exc})") from None
+        if settings.mode not in ("luma", "max"):
+            raise RawedgeError(None, f"bad fusion mask mode {settings.mode!r} in the model metadata (luma or max)")
+        if settings.oe_output in outputs and settings.noe_output in outputs:
+            return settings
+        return None
 
 
 def overexposure_mask(srgb: np.ndarray, threshold: float = DEFAULT_THRESHOLD, mode: str = "luma") -> np.ndarray:

@@ -1,9 +1,6 @@
 """OpenVINO runner: an ONNX file or an OpenVINO IR (.xml, e.g. the INT8 model of `rawedge calibrate`) on
-CPU or GPU, with the compiled model cached on disk so the second start is fast.
-
-Metadata: OpenVINO keeps an ONNX file's ``metadata_props`` in the model's ``rt_info`` under
-``framework/rawedge``, and ``ov.save_model`` carries it into the IR. An IR may also hold it as a
-top-level ``rawedge`` entry (``model.set_rt_info(json, "rawedge")``); both are read."""
+CPU or GPU, with the compiled model cached on disk so the second start is fast. The metadata is read
+from the file by rawedge.metadata (an IR's ``rt_info`` without OpenVINO), not from the loaded model."""
 from __future__ import annotations
 
 import hashlib
@@ -15,14 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from rawedge.errors import RawedgeError
-from rawedge.metadata.schema import METADATA_KEY, ModelMeta
+from rawedge.metadata.schema import ModelMeta
 
 from .base import Runner, Unavailable, import_backend
-from .metadata import parse_metadata, user_cache_dir
+from .cache import user_cache_dir
 
 INSTALL = "rawedge[openvino]"
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "int8": "f32"}  # int8 IR: quantised ops run INT8 anyway
-RT_INFO_PATHS = ([METADATA_KEY], ["framework", METADATA_KEY])
 
 
 _HASHES: dict[tuple, str] = {}
@@ -58,14 +54,6 @@ def port_name(port) -> str:
     return node_name if node_name in names else sorted(names)[0]
 
 
-def rt_info_metadata(model) -> str | None:
-    """The rawedge JSON stored in an ``ov.Model``'s rt_info, or None."""
-    for path in RT_INFO_PATHS:
-        if model.has_rt_info(path):
-            return model.get_rt_info(path).astype(str)
-    return None
-
-
 class OpenVinoRunner(Runner):
     """``device``: "CPU", "GPU", "AUTO"...; ``precision`` sets INFERENCE_PRECISION_HINT (fp32 is set
     explicitly: OpenVINO otherwise picks bf16 on CPUs that have it); ``cache_dir``: compiled-model
@@ -77,8 +65,8 @@ class OpenVinoRunner(Runner):
     thread_safe = True
 
     def __init__(self, model_path, device: str = "CPU", precision: str = "fp32", cache_dir=None,
-                 threads: int | None = None, name: str | None = None):
-        super().__init__(model_path, name)
+                 threads: int | None = None, name: str | None = None, metadata: ModelMeta | None = None):
+        super().__init__(model_path, name, metadata)
         if precision not in PRECISION_HINTS:
             raise RawedgeError(self.model_path, f"unknown precision {precision!r} (fp32, fp16, int8)")
         if self.model_path.suffix.lower() == ".xml" and not self.model_path.with_suffix(".bin").is_file():
@@ -102,9 +90,6 @@ class OpenVinoRunner(Runner):
             return self._core.read_model(os.fspath(self.model_path))
         except Exception as exc:
             raise RawedgeError(self.model_path, f"OpenVINO cannot read the model: {str(exc).splitlines()[0]}") from None
-
-    def _read_metadata(self) -> ModelMeta:
-        return parse_metadata(rt_info_metadata(self._read_model()), self.model_path)
 
     def cache_key(self) -> str:
         """The compiled-model cache's subfolder for this runner: the model's content hash (with an IR's
@@ -138,7 +123,8 @@ class OpenVinoRunner(Runner):
 
     def _activate(self) -> None:
         model = self._read_model()
-        self._metadata = parse_metadata(rt_info_metadata(model), self.model_path)
+        if self._metadata is None:  # refuse models without rawedge metadata (open_runner has read it already)
+            self._metadata = self._read_metadata()
         self._check_device()
         self._inputs = {port_name(p): tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape())
                         for p in model.inputs}

@@ -7,10 +7,10 @@ import os
 import numpy as np
 
 from rawedge.errors import RawedgeError
-from rawedge.metadata.schema import METADATA_KEY, ModelMeta
+from rawedge.metadata.schema import ModelMeta
 
 from .base import Runner, Unavailable, import_backend, static_dims
-from .metadata import parse_metadata, read_onnx_metadata, session_properties, user_cache_dir
+from .cache import user_cache_dir
 
 # Short names accepted in ``providers=`` and on the command line.
 PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -56,8 +56,9 @@ class OrtRunner(Runner):
     thread_safe = True
 
     def __init__(self, model_path, providers=None, intra_op_threads: int | None = None,
-                 inter_op_threads: int | None = None, fp16: bool = False, name: str | None = None):
-        super().__init__(model_path, name)
+                 inter_op_threads: int | None = None, fp16: bool = False, name: str | None = None,
+                 metadata: ModelMeta | None = None):
+        super().__init__(model_path, name, metadata)
         self.fp16 = fp16
         self.providers = resolve_providers(providers, fp16=fp16)
         if fp16 and not any(isinstance(p, tuple) and p[0] == "TensorrtExecutionProvider" for p in self.providers):
@@ -67,11 +68,6 @@ class OrtRunner(Runner):
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
         self.session = None
-
-    def _read_metadata(self) -> ModelMeta:
-        if self.session is not None:
-            return parse_metadata(session_properties(self.session, self.model_path).get(METADATA_KEY), self.model_path)
-        return read_onnx_metadata(self.model_path)
 
     def _activate(self) -> None:
         ort = import_backend("onnxruntime", "onnxruntime", "ONNX Runtime")
@@ -86,8 +82,7 @@ class OrtRunner(Runner):
         except Exception as exc:
             raise RawedgeError(self.model_path, f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0]}") from None
         if self._metadata is None:  # refuse models without rawedge metadata (open_runner has read it already)
-            self._metadata = parse_metadata(session_properties(session, self.model_path).get(METADATA_KEY),
-                                            self.model_path)
+            self._metadata = self._read_metadata()
         self.session = session
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,11 +1,12 @@
-"""The Reconstructor: sRGB photo (numpy) in, camera RawImage out, on any runner.
+"""The Reconstructor: sRGB photo (numpy) in, camera RawImage out, on any runner; the one definition of
+what a model sees, for `rawedge infer`, `rawedge eval` and the INT8 calibration feeds.
 
-It picks the camera profile and white balance, makes the thumbnail and canonical inputs once, cuts the
-photo into aligned overlapping tiles (runtimes.tiling), runs them in batches, blends them at packed
-resolution, fuses overexposure branches with one full-resolution mask, and maps the RGGB output back
-to the camera's CFA phase and levels. Memory: the input photo, one float accumulator at packed
-resolution (4 bytes per photo pixel), the uint16 output, a batch of tiles, and (for fusion models) a
-packed mask; the photo is converted to float one tile or strip at a time.
+Three steps, each usable alone: :meth:`Reconstructor.plan` (camera profile and white balance, the
+model's per-photo inputs, frame and tiles: runtimes.plan), :meth:`Reconstructor.run` (the tiles through
+the runner, batch by batch) and :meth:`Reconstructor.blend` (the outputs accumulated with a smooth
+window, overexposure branches fused with one full-resolution mask, turned into a RawImage in the
+camera's CFA phase and levels: runtimes.blend). Memory stays bounded by a batch of tiles plus the
+output buffers; the photo is converted to float one tile or strip at a time.
 
 Thread safety: a call keeps its state local; the runner serialises or parallelises inference as its
 backend allows, so one Reconstructor can serve several threads.
@@ -15,107 +16,31 @@ so ``overlap`` must exceed the model's receptive-field radius (in sRGB pixels) f
 invisibly. The raised-cosine window gives the inner border pixels almost no weight."""
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from rawedge.contract import THUMB_SIZE, canonical_inputs
 from rawedge.errors import RawedgeError
-from rawedge.isp.illuminant import estimate_wb
-from rawedge.isp.ops import cfa_offsets, unpack
-from rawedge.metadata.schema import ModelMeta
-from rawedge.profiles import bundled_profiles, resolve_profile
+from rawedge.isp.ops import cfa_offsets
+from rawedge.profiles import bundled_profiles
+from rawedge.tiling import Frame, TileGrid, tile_sizes
 from rawedge.types import CameraProfile, Exif, Photo, RawImage
 
 from .base import Runner
+from .blend import Blend
 from .factory import open_runner
-from .fusion import DEFAULT_THRESHOLD, fuse, packed_mask_by_strips
-from .tiling import Frame, TileGrid, round_up
-
-OUTPUT_STRIP_ROWS = 64  # even: each strip starts on the same CFA row phase
-
-
-@dataclass(frozen=True)
-class FusionSettings:
-    """Overexposure fusion from the model metadata's ``fusion`` object (written by models such as
-    rawedge.models.oefusion): mask ``threshold`` and ``mode`` (runtimes.fusion.overexposure_mask),
-    ``feather_radius`` in photo pixels, and ``outputs`` {"oe": name, "noe": name} of the two branches
-    (default raw_oe and raw_noe)."""
-
-    threshold: float = DEFAULT_THRESHOLD
-    mode: str = "luma"
-    feather_radius: int = 4
-    oe_output: str = "raw_oe"
-    noe_output: str = "raw_noe"
-
-    @classmethod
-    def from_meta(cls, meta: ModelMeta, outputs: list[str]) -> FusionSettings | None:
-        """Settings when the model asks for fusion and has both branch outputs, else None."""
-        f = meta.fusion
-        if not f:
-            return None
-        names = f.get("outputs") or {}
-        try:
-            settings = cls(threshold=float(f.get("threshold", DEFAULT_THRESHOLD)), mode=str(f.get("mode", "luma")),
-                           feather_radius=int(f.get("feather_radius", 4)), oe_output=names.get("oe", "raw_oe"),
-                           noe_output=names.get("noe", "raw_noe"))
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise RawedgeError(None, f"bad 'fusion' settings in the model metadata ({exc})") from None
-        if settings.mode not in ("luma", "max"):
-            raise RawedgeError(None, f"bad fusion mask mode {settings.mode!r} in the model metadata (luma or max)")
-        if settings.oe_output in outputs and settings.noe_output in outputs:
-            return settings
-        return None
-
-
-def _scale_of(srgb: np.ndarray) -> float:
-    if srgb.dtype == np.uint8:
-        return 255.0
-    if srgb.dtype == np.uint16:
-        return 65535.0
-    return 1.0
-
-
-def photo_thumbnail(srgb: np.ndarray, size: int = THUMB_SIZE, strip_rows: int = 256) -> np.ndarray:
-    """``rawedge.contract.make_thumb`` of the photo, bit for bit (tested), without a float copy of it.
-
-    make_thumb resizes each channel with Pillow's BOX filter, which is separable and runs its
-    horizontal pass first; that pass is done here on strips of rows converted to float one at a time,
-    then the vertical pass on the narrow (H x size) result."""
-    from PIL import Image
-
-    scale = np.float32(_scale_of(srgb))
-    chans = []
-    for c in range(3):
-        rows = []
-        for r0 in range(0, srgb.shape[0], strip_rows):
-            strip = srgb[r0:r0 + strip_rows, :, c].astype(np.float32)
-            strip /= scale
-            im = Image.fromarray(strip, mode="F")
-            rows.append(np.asarray(im.resize((size, strip.shape[0]), Image.BOX), dtype=np.float32))
-        narrow = Image.fromarray(np.ascontiguousarray(np.concatenate(rows, axis=0)), mode="F")
-        chans.append(np.asarray(narrow.resize((size, size), Image.BOX), dtype=np.float32))
-    return np.clip(np.stack(chans, axis=0), 0.0, 1.0)
-
-
-def check_photo(srgb) -> np.ndarray:
-    srgb = np.asarray(srgb)
-    if srgb.ndim != 3 or srgb.shape[2] != 3:
-        raise RawedgeError(None, f"expected an HxWx3 RGB image, got shape {srgb.shape}")
-    if srgb.shape[0] < 2 or srgb.shape[1] < 2:
-        raise RawedgeError(None, f"image {srgb.shape[1]}x{srgb.shape[0]} is smaller than one 2x2 Bayer block")
-    if srgb.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
-        raise RawedgeError(None, f"unsupported pixel type {srgb.dtype} (uint8, uint16 or float in [0,1])")
-    return srgb
-
-
-def check_wb(wb) -> np.ndarray:
-    gains = np.asarray(wb, dtype=np.float64).reshape(-1)
-    if gains.shape != (3,) or not np.all(np.isfinite(gains)) or np.any(gains <= 0):
-        raise RawedgeError(None, f"white balance must be 3 positive gains [R, G, B], got {wb!r}")
-    return gains / gains[1]
+from .fusion import FusionSettings
+from .plan import (
+    Batch,
+    CameraOptions,
+    Plan,
+    camera_options,
+    check_photo,
+    choose_camera,
+    model_constants,
+    pick_profile,
+)
 
 
 class Reconstructor:
@@ -139,15 +64,9 @@ class Reconstructor:
         static = meta.static_tile or (static_hw.pop() if static_hw else None)
         if static and tile not in (None, static):
             raise RawedgeError(runner.model_path, f"this model runs fixed {static}x{static} tiles; tile={tile} is not possible")
-        tile = static or (meta.tile if tile is None else tile)
-        overlap = meta.overlap if overlap is None else overlap
-        if tile < 0 or overlap < 0:
-            raise RawedgeError(None, "tile and overlap must be >= 0")
         self.static_tile = static
-        self.tile = 0 if tile == 0 else max(self.align, tile - tile % self.align)
-        self.overlap = round_up(int(overlap), self.align)
-        if self.tile and self.overlap >= self.tile:
-            raise RawedgeError(None, f"overlap {self.overlap} must be smaller than the tile {self.tile}")
+        self.tile, self.overlap = tile_sizes(static or (meta.tile if tile is None else tile),
+                                             meta.overlap if overlap is None else overlap, self.align)
         self.batch = max(1, int(self._static_batch or batch))
         outputs = runner.output_names
         self.fusion = FusionSettings.from_meta(meta, outputs)
@@ -181,7 +100,7 @@ class Reconstructor:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # --- camera profile ----------------------------------------------------------------------------
+    # --- camera profile and white balance ------------------------------------------------------------
     def known_profiles(self) -> dict[str, CameraProfile]:
         """Profiles usable by name: the bundled ones, overridden by those embedded in the model."""
         return {**self._bundled, **self._embedded}
@@ -191,119 +110,76 @@ class Reconstructor:
         """(profile, how): given > ``camera`` by name > the model's embedded profile for the EXIF model >
         a bundled one > the camera database > the model's 'generic' profile > CameraProfile.generic()
         (the policy is :func:`rawedge.profiles.resolve_profile`)."""
-        if profile is not None:
-            return profile, "given"
-        found, _, how = resolve_profile(exif, camera=camera, profiles=self._bundled, embedded=self._embedded)
-        return found, how
+        return pick_profile(exif, self._bundled, self._embedded, profile=profile, camera=camera)
 
-    # --- reconstruction ----------------------------------------------------------------------------
+    def camera_options(self, profile: CameraProfile | None = None, wb=None, camera: str | None = None,
+                       camera_profile: str | os.PathLike | None = None, like: str | os.PathLike | None = None,
+                       cam2rgb=None) -> CameraOptions:
+        """The user's camera options (a profile, [R,G,B] gains, a camera name, a profile JSON, a RAW file
+        of the same camera, a camera->sRGB matrix), checked and resolved once for any number of photos."""
+        return camera_options(self._bundled, self._embedded, profile=profile, wb=wb, camera=camera,
+                              camera_profile=camera_profile, like=like, cam2rgb=cam2rgb)
+
+    # --- plan, run, blend -----------------------------------------------------------------------------
     @property
     def has_confidence(self) -> bool:
         """Whether the model predicts its own error (a ``sigma`` output, DESIGN.md)."""
         return "sigma" in self.runner.output_names
 
-    def __call__(self, srgb: np.ndarray, exif: Exif | None = None, profile: CameraProfile | None = None,
-                 wb=None, progress=None, confidence: bool = False) -> RawImage:
-        """HxWx3 sRGB (uint8, uint16, or float in [0,1]) -> RawImage of the same HxW in the camera's
-        CFA phase. ``wb``: [R,G,B] gains (default: :func:`rawedge.isp.illuminant.estimate_wb`, the profile's
-        typical gains shifted to the EXIF light source when there is one). ``progress``:
-        called as progress(tiles_done, tiles_total). ``confidence``: also fill ``RawImage.sigma``, the
-        model's predicted error per photosite (normalised RAW units; costs 4 more bytes per pixel)."""
+    def plan(self, srgb: np.ndarray, exif: Exif | None = None, camera: CameraOptions | None = None,
+             thumb: np.ndarray | None = None) -> Plan:
+        """What the model will see of this photo (HxWx3 uint8, uint16, or float in [0,1]): profile and
+        white balance from ``camera`` (default: by the EXIF, gains by
+        :func:`rawedge.isp.illuminant.estimate_wb`), the per-photo inputs, frame and tiles. ``thumb``:
+        the whole photo's thumbnail when ``srgb`` is a crop of it."""
         srgb = check_photo(srgb)
+        exif = exif or Exif()
+        camera = camera or CameraOptions()
+        profile, gains, how = choose_camera(exif, camera, self._bundled, self._embedded)
+        h, w = srgb.shape[:2]
+        frame = Frame.for_photo(h, w, cfa_offsets(profile.cfa)["R"], self.align, min_size=self.static_tile or 0)
+        grid = TileGrid.plan(frame, self.tile or max(frame.height, frame.width), self.overlap)
+        cam2rgb = profile.cam2rgb() if camera.cam2rgb is None else camera.cam2rgb
+        constants = model_constants(srgb, exif, cam2rgb, gains, self._input_names, thumb)
+        return Plan(srgb, exif, profile, gains, how, frame, grid, constants, self.batch, self._static_batch)
+
+    def run(self, plan: Plan, progress=None) -> Iterator[tuple[Batch, dict[str, np.ndarray]]]:
+        """The plan's tiles through the runner, one batch at a time: (batch, the runner's outputs).
+        ``progress``: called as progress(tiles_done, tiles_total) after each batch is used."""
+        done, total = 0, len(plan)
+        for batch in plan.batches():
+            yield batch, self.runner.infer(batch.feed)
+            done += len(batch.positions)
+            if progress is not None:
+                progress(done, total)
+
+    def blend(self, plan: Plan, results: Iterable[tuple[Batch, dict[str, np.ndarray]]],
+              confidence: bool = False) -> Blend:
+        """Accumulate ``results`` (from :meth:`run`, or outputs computed elsewhere for the plan's batches);
+        ``.raw()`` of the result is the RawImage. ``confidence``: also blend the model's ``sigma``."""
         if confidence and not self.has_confidence:
             raise RawedgeError(self.runner.model_path, "this model has no confidence output ('sigma'); "
                                                        "use a model trained with confidence: true")
-        exif = exif or Exif()
-        profile, _ = self.choose_profile(exif, profile)
-        gains = estimate_wb(profile, exif)[0] if wb is None else check_wb(wb)
-        frame, acc, sums, sig = self._run_tiles(srgb, exif, profile, gains, progress, confidence)
-        raw = self._to_raw(acc, sums, frame, profile, gains, exif)
-        if sig is not None:
-            raw.sigma = self._unpack_to_photo(sig, sums, frame)
-        return raw
+        acc = Blend(plan, self.fusion, confidence, source=self.runner.model_path)
+        for batch, outputs in results:
+            acc.add(batch, outputs)
+        return acc
+
+    def reconstruct(self, plan: Plan, progress=None, confidence: bool = False) -> RawImage:
+        """plan -> run -> blend: the RawImage of a planned photo (``sigma`` filled when ``confidence``: the
+        model's predicted error per photosite, normalised RAW units; 4 more bytes per pixel)."""
+        return self.blend(plan, self.run(plan, progress), confidence).raw()  # run is lazy: blend checks first
+
+    def __call__(self, srgb: np.ndarray, exif: Exif | None = None, profile: CameraProfile | None = None,
+                 wb=None, progress=None, confidence: bool = False, camera: str | None = None,
+                 camera_profile: str | os.PathLike | None = None, like: str | os.PathLike | None = None) -> RawImage:
+        """HxWx3 sRGB (uint8, uint16, or float in [0,1]) -> RawImage of the same HxW in the camera's CFA
+        phase. ``profile``/``wb``/``camera``/``camera_profile``/``like``: as :meth:`camera_options` (default:
+        the EXIF camera, the profile's typical gains shifted to the EXIF light source)."""
+        options = self.camera_options(profile=profile, wb=wb, camera=camera, camera_profile=camera_profile, like=like)
+        return self.reconstruct(self.plan(srgb, exif, options), progress, confidence)
 
     def reconstruct_photo(self, photo: Photo, **kwargs) -> RawImage:
         raw = self(photo.srgb, exif=photo.exif, **kwargs)
         raw.source = photo.source
         return raw
-
-    def _constants(self, srgb, exif, profile, gains) -> dict[str, np.ndarray]:
-        consts = {"thumb": photo_thumbnail(srgb)[None], "exif": exif.to_vector()[None]}
-        consts.update(canonical_inputs(profile.cam2rgb(), gains))
-        return {k: v.astype(np.float32) for k, v in consts.items() if k in self._input_names}
-
-    def _run_tiles(self, srgb, exif, profile, gains, progress, confidence: bool = False):
-        h, w = srgb.shape[:2]
-        frame = Frame.for_photo(h, w, cfa_offsets(profile.cfa)["R"], self.align, min_size=self.static_tile or 0)
-        grid = TileGrid.plan(frame, self.tile or max(frame.height, frame.width), self.overlap)
-        consts = self._constants(srgb, exif, profile, gains)
-        scale = np.float32(_scale_of(srgb))
-        mask = None
-        if self.fusion is not None:
-            f = self.fusion
-
-            def read_rows(r0, r1):
-                return np.clip(frame.gather(srgb, r0, 0, r1 - r0, frame.width).astype(np.float32) / scale, 0, 1)
-
-            mask = packed_mask_by_strips(read_rows, frame.height, frame.width, f.threshold, f.mode, f.feather_radius)
-        acc = np.zeros((4, frame.height // 2, frame.width // 2), dtype=np.float32)
-        sig = np.zeros_like(acc) if confidence else None
-        positions = list(grid.positions())
-        for start in range(0, len(positions), self.batch):
-            chunk = positions[start:start + self.batch]
-            tiles = np.stack([frame.gather(srgb, y0, x0, grid.th, grid.tw) for _, _, y0, x0 in chunk])
-            tiles = np.clip(tiles.astype(np.float32) / scale, 0.0, 1.0).transpose(0, 3, 1, 2)
-            out = self._infer(tiles, consts)
-            for k, (i, j, y0, x0) in enumerate(chunk):
-                py, px, ph, pw = y0 // 2, x0 // 2, grid.th // 2, grid.tw // 2
-                if mask is None:
-                    tile_raw = out["raw"][k]
-                else:
-                    tile_raw = fuse(out[self.fusion.oe_output][k], out[self.fusion.noe_output][k],
-                                    mask[py:py + ph, px:px + pw])
-                weight = grid.window_y(i)[:, None] * grid.window_x(j)[None, :]
-                acc[:, py:py + ph, px:px + pw] += tile_raw * weight
-                if sig is not None:
-                    sig[:, py:py + ph, px:px + pw] += out["sigma"][k] * weight
-            if progress is not None:
-                progress(min(start + self.batch, len(positions)), len(positions))
-        return frame, acc, grid.weight_sums(frame), sig
-
-    def _infer(self, tiles: np.ndarray, consts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(tiles)
-        run_n = self._static_batch or n
-        if run_n > n:  # fixed-batch model: pad with copies of the last tile
-            tiles = np.concatenate([tiles, np.repeat(tiles[-1:], run_n - n, axis=0)])
-        feed = {k: np.repeat(v, run_n, axis=0) for k, v in consts.items()}
-        feed["srgb"] = np.ascontiguousarray(tiles)
-        out = self.runner.infer(feed)
-        expected = (run_n, 4, tiles.shape[2] // 2, tiles.shape[3] // 2)
-        for name in ((self.fusion.oe_output, self.fusion.noe_output) if self.fusion else ("raw",)):
-            if out[name].shape != expected:
-                raise RawedgeError(self.runner.model_path, f"output {name!r} has shape {out[name].shape}, "
-                                                           f"expected {expected} (packed RGGB at half the tile size)")
-        return {k: v[:n] for k, v in out.items()}
-
-    @staticmethod
-    def _unpack_to_photo(acc, sums, frame: Frame) -> np.ndarray:
-        """A blended packed map -> HxW float32 per photosite, cropped like the RAW."""
-        sy, sx = sums
-        packed = acc / (sy[:, None] * sx[None, :])
-        return np.ascontiguousarray(unpack(packed, "RGGB")[frame.dy:frame.dy + frame.h, frame.dx:frame.dx + frame.w])
-
-    def _to_raw(self, acc, sums, frame: Frame, profile, gains, exif) -> RawImage:
-        """Normalise the blend, unpack RGGB on the frame, crop back to the photo (camera CFA phase at the
-        origin) and quantise to sensor levels, strip by strip."""
-        sy, sx = sums
-        bayer = np.empty((frame.h, frame.w), dtype=np.uint16)
-        template = None
-        for r0 in range(0, frame.h, OUTPUT_STRIP_ROWS):
-            r1 = min(frame.h, r0 + OUTPUT_STRIP_ROWS)
-            p0, p1 = (r0 + frame.dy) // 2, (r1 + frame.dy + 1) // 2
-            packed = acc[:, p0:p1] / (sy[p0:p1, None] * sx[None, :])
-            strip = unpack(packed, "RGGB")[r0 + frame.dy - 2 * p0:r1 + frame.dy - 2 * p0, frame.dx:frame.dx + frame.w]
-            part = RawImage.from_normalized(strip, profile, gains, exif)
-            bayer[r0:r1] = part.bayer
-            if template is None:
-                template = part
-        return dataclasses.replace(template, bayer=bayer)

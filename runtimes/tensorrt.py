@@ -2,11 +2,12 @@
 optimisation profile for the tile shapes the Reconstructor uses, FP16 by default, INT8 from a
 calibration artefact, cached on disk.
 
-Engine cache: ``<cache>/<key>.engine`` plus ``<key>.json`` (the sidecar: what the engine was built
-from and for, and the model's rawedge metadata). The key hashes the model file's sha256, the TensorRT
-version, the GPU and the build options; on load the sidecar is checked again against all of them and
-against the engine file's own sha256, so an engine that does not match its model, its TensorRT version
-or its GPU is rebuilt, never used. The key and sidecar logic is plain Python (testable without a GPU)."""
+Engine cache: ``<cache>/<key>.engine`` plus ``<key>.json`` (the sidecar, rawedge.metadata.sidecar: what
+the engine was built from and for, and the model's rawedge metadata). The key hashes the model file's
+sha256, the TensorRT version, the GPU and the build options; on load the sidecar is checked again against
+all of them and against the engine file's own sha256, so an engine that does not match its model, its
+TensorRT version or its GPU is rebuilt, never used. The key and sidecar logic is plain Python (testable
+without a GPU)."""
 from __future__ import annotations
 
 import ctypes
@@ -19,14 +20,14 @@ import numpy as np
 
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import atomic_output
+from rawedge.metadata.integrity import file_sha256
 from rawedge.metadata.schema import ModelMeta
+from rawedge.metadata.sidecar import load_sidecar, make_sidecar, validate_sidecar, write_sidecar
 
 from .base import Runner, Unavailable, import_backend
-from .metadata import file_sha256, read_onnx_metadata, user_cache_dir
+from .cache import user_cache_dir
 
 INSTALL = "rawedge[tensorrt]"
-SIDECAR_FORMAT = "rawedge-trt-engine"
-SIDECAR_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -36,37 +37,6 @@ def engine_cache_key(model_sha256: str, trt_version: str, gpu_name: str, build_o
     blob = json.dumps({"model": model_sha256, "trt": trt_version, "gpu": gpu_name, "build": build_options or {}},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-def make_sidecar(*, model_sha256: str, trt_version: str, gpu_name: str, build_options: dict,
-                 engine_sha256: str, metadata: ModelMeta) -> dict:
-    return {"format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION, "model_sha256": model_sha256,
-            "tensorrt_version": trt_version, "gpu_name": gpu_name, "build_options": build_options,
-            "engine_sha256": engine_sha256, "rawedge": metadata.to_json()}
-
-
-def validate_sidecar(sidecar: dict, *, model_sha256: str, trt_version: str, gpu_name: str,
-                     build_options: dict, engine_sha256: str | None = None) -> list[str]:
-    """Why a cached engine cannot be used (empty list: it can). ``engine_sha256``: of the engine file
-    on disk, to catch a truncated or swapped engine."""
-    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
-        return ["not a rawedge engine sidecar"]
-    problems = []
-    if sidecar.get("format_version", 0) > SIDECAR_VERSION:
-        problems.append(f"sidecar format {sidecar.get('format_version')} is newer than this rawedge")
-    checks = [("model_sha256", model_sha256, "built from a different model"),
-              ("tensorrt_version", trt_version, "built with TensorRT"),
-              ("gpu_name", gpu_name, "built for GPU"),
-              ("build_options", build_options, "built with other options")]
-    for key, want, what in checks:
-        have = sidecar.get(key)
-        if have != want:
-            problems.append(f"{what} {have!r} (now {want!r})" if key != "model_sha256" else what)
-    if engine_sha256 is not None and sidecar.get("engine_sha256") != engine_sha256:
-        problems.append("engine file does not match its sidecar (truncated or replaced)")
-    if "rawedge" not in sidecar:
-        problems.append("sidecar lacks the model's rawedge metadata")
-    return problems
 
 
 def engine_paths(cache_dir: str | os.PathLike, key: str) -> tuple[Path, Path]:
@@ -80,9 +50,8 @@ def read_valid_engine(cache_dir, key: str, **expected) -> tuple[bytes | None, li
     engine_path, sidecar_path = engine_paths(cache_dir, key)
     if not engine_path.is_file() or not sidecar_path.is_file():
         return None, ["not cached"]
-    try:
-        sidecar = json.loads(sidecar_path.read_text())
-    except (OSError, json.JSONDecodeError):
+    sidecar = load_sidecar(sidecar_path)
+    if sidecar is None:
         return None, ["unreadable sidecar"]
     data = engine_path.read_bytes()
     problems = validate_sidecar(sidecar, engine_sha256=hashlib.sha256(data).hexdigest(), **expected)
@@ -95,9 +64,7 @@ def write_engine(cache_dir, key: str, engine: bytes, sidecar_fields: dict) -> tu
     engine_path, sidecar_path = engine_paths(cache_dir, key)
     with atomic_output(engine_path) as tmp:
         Path(tmp).write_bytes(engine)
-    sidecar = make_sidecar(engine_sha256=hashlib.sha256(engine).hexdigest(), **sidecar_fields)
-    with atomic_output(sidecar_path) as tmp:
-        Path(tmp).write_text(json.dumps(sidecar, indent=1, sort_keys=True))
+    write_sidecar(sidecar_path, make_sidecar(engine_sha256=hashlib.sha256(engine).hexdigest(), **sidecar_fields))
     return engine_path, sidecar_path
 
 
@@ -148,8 +115,9 @@ class TensorRtRunner(Runner):
     thread_safe = False  # one execution context: calls are serialised
 
     def __init__(self, model_path, precision: str = "fp16", int8_artefact=None, tile: int | None = None,
-                 batch: int = 4, cache_dir=None, gpu_name: str | None = None, name: str | None = None):
-        super().__init__(model_path, name)
+                 batch: int = 4, cache_dir=None, gpu_name: str | None = None, name: str | None = None,
+                 metadata: ModelMeta | None = None):
+        super().__init__(model_path, name, metadata)
         if precision not in PRECISIONS:
             raise RawedgeError(self.model_path, f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
         if precision == "int8" and int8_artefact is None:
@@ -163,9 +131,6 @@ class TensorRtRunner(Runner):
         self.engine_path: Path | None = None
         self.rebuilt_because: list[str] = []
         self._runner = None
-
-    def _read_metadata(self) -> ModelMeta:
-        return read_onnx_metadata(self.model_path)
 
     def _network_source(self) -> tuple[Path, Path | None]:
         """(ONNX to parse, calibration cache or None)."""

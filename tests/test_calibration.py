@@ -99,7 +99,7 @@ def test_ort_int8_builds_loads_and_passes(model, photos, tmp_path):
     assert cal["held_out_files"] == report["data"]["held_out_files"] and cal["calibration_tiles"] >= 5
     assert cal["isa"]["machine"] and "reduce_range" in cal["scheme"] and cal["kept_layers"] == []
     assert math.isclose(cal["drop_db"], report["result"]["drop_db"])
-    from rawedge.runtimes.integrity import onnx_sha256
+    from rawedge.metadata.integrity import onnx_sha256
 
     assert meta.onnx_weights_sha256 == onnx_sha256(artefact)  # the artefact's own hash, not the FP32 model's
 
@@ -224,7 +224,8 @@ def test_bad_inputs_give_clear_errors_and_write_nothing(model, photos, tmp_path)
 def test_int8_model_and_wrong_extension_refused(model, photos, tmp_path):
     import onnx
     from rawedge.calibration.ort_quant import set_onnx_metadata
-    from rawedge.runtimes.metadata import read_onnx_metadata
+
+    from rawedge.metadata.onnx import read_onnx_metadata
 
     int8 = tmp_path / "already.onnx"
     onnx.save(onnx.load(model[0]), int8)

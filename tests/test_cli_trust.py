@@ -246,8 +246,7 @@ def test_info_describes_a_checkpoint(model):
 
 def test_info_reports_the_int8_of_an_openvino_ir(model, tmp_path):
     ov = pytest.importorskip("openvino")
-    from rawedge.runtimes.metadata import read_onnx_metadata
-
+    from rawedge.metadata.onnx import read_onnx_metadata
     from rawedge.metadata.schema import METADATA_KEY, ModelMeta
 
     ir = ov.Core().read_model(str(model[0]))  # keeps the ONNX's (FP32) metadata under "framework"
@@ -366,7 +365,7 @@ def test_preview_and_round_trip_figure(model, tmp_path):
     # the figure is the PSNR of the DNG rendered back by rawedge's ISP against the photo
     from rawedge.io.raw import read_raw
     from rawedge.isp.pipeline import process
-    from rawedge.training.metrics import psnr
+    from rawedge.metrics import psnr
 
     raw = read_raw(tmp_path / "s.dng")
     back = process(raw.normalized(), raw.cfa, raw.wb_gains(), raw.profile.cam2rgb())
@@ -379,9 +378,9 @@ def test_preview_and_round_trip_figure(model, tmp_path):
 
 
 def test_round_trip_in_strips_equals_the_whole_image():
-    from rawedge.cli.infer import round_trip
     from rawedge.isp.pipeline import process
-    from rawedge.training.metrics import psnr
+    from rawedge.metrics import psnr
+    from rawedge.roundtrip import round_trip
     from rawedge.types import CameraProfile, RawImage
 
     rng = np.random.default_rng(0)
@@ -400,8 +399,8 @@ def test_makefile_demo_overwrites_its_own_output():
 
 
 def test_a_batch_photo_with_part_of_its_outputs_is_an_error(tmp_path):
-    from rawedge.cli.infer import output_parts, plan_outputs
     from rawedge.errors import RawedgeError
+    from rawedge.outputs import output_parts, plan_outputs
 
     files = [tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "c.jpg"]
     targets = [f.with_suffix(".dng") for f in files]

@@ -112,7 +112,7 @@ def test_prior_pull_keeps_the_prior_where_the_data_disagree():
 
 
 def test_metrics_for_exposure_scale_and_calibration():
-    from rawedge.training.metrics import exposure_error_stops, psnr, scale_invariant_psnr, sigma_calibration
+    from rawedge.metrics import exposure_error_stops, psnr, scale_invariant_psnr, sigma_calibration
 
     rng = np.random.default_rng(0)
     truth = rng.uniform(0.05, 0.5, (4, 32, 32))

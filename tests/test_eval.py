@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from rawedge.errors import RawedgeError
-from rawedge.training.metrics import delta_e2000, psnr, raw_ssim, srgb_metrics
+from rawedge.metrics import delta_e2000, psnr, raw_ssim, srgb_metrics
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +171,41 @@ def test_finetune_improves_the_sample_and_writes_a_checkpoint(toy_dir, checkpoin
     result = CliRunner().invoke(main, ["finetune", str(checkpoint), str(photo), "--sample",
                                        str(tmp_path / "outside.npz"), "-o", str(tmp_path / "x.pt")])
     assert result.exit_code == 1 and "not inside" in result.output
+
+
+def test_eval_infer_and_validation_blend_alike(tiny_unet):
+    """`rawedge eval`'s path (the Reconstructor on the checkpoint through the PyTorch runner) and `rawedge
+    infer`'s (the same Reconstructor on the exported ONNX through ONNX Runtime) feed the same tiles and
+    give the same mosaic for the same photo and camera; predict_full (validation) blends the same way."""
+    from rawedge.export.torch_runner import TorchRunner
+    from rawedge.runtimes import Reconstructor
+
+    from rawedge.io.photo import read_photo
+    from rawedge.isp.ops import pack
+    from rawedge.models.checkpoint import load_checkpoint
+    from rawedge.training.tiling import predict_full
+    from rawedge.types import CameraProfile
+    from tests.conftest import SAMPLE_JPEG
+
+    onnx_path, ckpt_path = tiny_unet[0], tiny_unet[1]
+    model, ckpt = load_checkpoint(ckpt_path)
+    photo = read_photo(SAMPLE_JPEG)
+    img = np.ascontiguousarray(photo.srgb[:150, :226])
+    profile = CameraProfile(name="test", cfa="RGGB", black_level=[0.0] * 4, white_level=65535.0)
+    mosaics, plans = {}, {}
+    with Reconstructor(TorchRunner.from_model(model, ckpt, device="cpu"), tile=64, overlap=16) as torch_rec, \
+            Reconstructor.open(onnx_path, tile=64, overlap=16, threads=1) as ort_rec:
+        for name, rec in (("torch", torch_rec), ("ort", ort_rec)):
+            plans[name] = rec.plan(img, photo.exif, rec.camera_options(profile=profile, wb=[2.0, 1.0, 1.5]))
+            mosaics[name] = rec.blend(plans[name], rec.run(plans[name])).mosaic()
+        for a, b in zip(plans["torch"].batches(), plans["ort"].batches()):
+            assert a.positions == b.positions
+            for k in set(a.feed) & set(b.feed):
+                np.testing.assert_array_equal(a.feed[k], b.feed[k])
+        written = ort_rec.reconstruct(plans["ort"]).normalized()  # what `rawedge infer` writes
+    assert np.abs(mosaics["torch"] - mosaics["ort"]).max() < 1e-4
+    assert np.abs(written - np.clip(mosaics["torch"], 0, 1)).max() < 1e-4
+    inputs = {k: torch.from_numpy(v) for k, v in plans["torch"].constants.items()}
+    inputs["srgb"] = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    packed = predict_full(model, inputs, tile=64, overlap=16)["raw"][0].numpy()
+    np.testing.assert_allclose(packed, pack(mosaics["torch"], "RGGB"), atol=1e-5, rtol=0)

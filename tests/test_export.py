@@ -19,13 +19,13 @@ from rawedge.export import (
     default_output_path,
     export_checkpoint,
     export_model,
-    read_metadata,
     receptive_field,
 )
 from rawedge.export.metadata import json_safe
 
 from rawedge.contract import INPUT_NAMES, canonical_inputs
 from rawedge.errors import RawedgeError
+from rawedge.metadata.read import read_model_metadata as read_metadata
 from rawedge.metadata.schema import METADATA_KEY, ModelMeta
 from rawedge.models import registry
 from rawedge.models.base import ReverseISP, analytic_packed

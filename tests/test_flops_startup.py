@@ -29,8 +29,8 @@ print(json.dumps(sorted(m for m in ("onnx", "torch", "openvino", "tensorrt") if 
 
 def test_metadata_is_read_from_the_wire_format(tiny_unet, tmp_path):
     onnx = pytest.importorskip("onnx")
-    from rawedge.runtimes.metadata import read_onnx_metadata
-    from rawedge.runtimes.onnx_proto import metadata_props, read_header
+    from rawedge.metadata.onnx import read_onnx_metadata
+    from rawedge.metadata.protobuf import metadata_props, read_header
 
     path, _, meta = tiny_unet
     proto = onnx.load(str(path))

@@ -197,10 +197,10 @@ def test_model_whose_metadata_is_not_utf8_is_refused(tmp_path):
     """A flipped bit in the metadata text made ONNX Runtime (and onnx) raise UnicodeDecodeError."""
     pytest.importorskip("onnx")
     from onnx import TensorProto, helper
-    from rawedge.export.metadata import read_metadata
     from rawedge.runtimes import Reconstructor
 
     from rawedge.cli.model_info import describe_model
+    from rawedge.metadata.read import read_model_metadata as read_metadata
     from rawedge.metadata.schema import ModelMeta
 
     graph = helper.make_graph([helper.make_node("Identity", ["srgb"], ["raw"])], "g",

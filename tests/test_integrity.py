@@ -49,7 +49,7 @@ def flip_first_byte(data: bytes) -> bytes:
 
 
 def test_export_records_a_hash_that_survives_external_data(models, tmp_path):
-    from rawedge.runtimes.integrity import onnx_sha256, proto_sha256
+    from rawedge.metadata.integrity import onnx_sha256, proto_sha256
 
     (path, meta), _ = models
     assert len(meta.onnx_weights_sha256) == 64 and onnx_sha256(path) == meta.onnx_weights_sha256
@@ -204,7 +204,7 @@ def test_checkpoint_with_changed_weights_is_refused(tmp_path):
 
 
 def test_the_hash_reader_refuses_garbage_with_one_line(tmp_path):
-    from rawedge.runtimes.integrity import onnx_sha256
+    from rawedge.metadata.integrity import onnx_sha256
 
     for name, data in {"empty.onnx": b"", "junk.onnx": b"\xff" * 64, "cut.onnx": b"\x3a\xff\xff\x7f"}.items():
         (tmp_path / name).write_bytes(data)

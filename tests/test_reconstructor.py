@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from rawedge.runtimes import Reconstructor
 from rawedge.runtimes.fusion import feather, overexposure_mask, packed_mask, packed_mask_by_strips
-from rawedge.runtimes.reconstructor import photo_thumbnail
-from rawedge.runtimes.tiling import Frame, TileGrid, axis_starts, reflect_index
+from rawedge.runtimes.plan import photo_thumbnail
 
 from rawedge.contract import make_thumb
 from rawedge.errors import RawedgeError
@@ -17,6 +16,7 @@ from rawedge.io.photo import read_photo
 from rawedge.isp.ops import pack, unpack
 from rawedge.isp.pipeline import unprocess
 from rawedge.metadata.schema import ModelMeta
+from rawedge.tiling import Frame, TileGrid, axis_starts, reflect_index
 from rawedge.types import BAYER_PATTERNS, CameraProfile, Exif, RawImage
 from tests.conftest import SAMPLE_JPEG, map_in_threads
 
@@ -263,3 +263,22 @@ def test_memory_stays_near_the_output_buffers(analytic, photo):
         tracemalloc.stop()
     assert raw.bayer.shape == img.shape[:2]
     assert peak / pixels < 9.0, f"{peak / pixels:.1f} bytes per pixel"  # measured: about 7
+
+
+# --- plan, run, blend -------------------------------------------------------------------------------------
+def test_plan_run_blend_is_the_call(unet, photo):
+    """The three steps give what ``rec(...)`` gives; the user's camera options are checked once, up front."""
+    img = np.ascontiguousarray(photo.srgb[:90, :130])
+    with Reconstructor.open(unet[0], tile=64, overlap=16, batch=3, threads=1) as rec:
+        plan = rec.plan(img, photo.exif)
+        assert plan.profile.model == "Canon PowerShot S40" and "profile for" in plan.how and "; " in plan.how
+        assert sum(len(b.positions) for b in plan.batches()) == len(plan) == len(plan.grid) > 1
+        raw = rec.blend(plan, rec.run(plan)).raw()
+        np.testing.assert_array_equal(raw.bayer, rec(img, exif=photo.exif).bayer)
+        with pytest.raises(RawedgeError, match="unknown camera"):
+            rec.camera_options(camera="No Such Camera")
+        fixed = rec.camera_options(profile=_profile("GBRG"), wb=[2.0, 1.0, 1.5])
+        plan = rec.plan(img, photo.exif, fixed)
+        assert (plan.how, plan.profile.cfa) == ("given", "GBRG")
+        np.testing.assert_allclose(plan.gains, [2.0, 1.0, 1.5])
+        assert rec.reconstruct(plan).cfa == "GBRG"

@@ -10,17 +10,11 @@ import numpy as np
 import pytest
 from rawedge.runtimes import BackendMissing, Unavailable, int8_artefact_path, open_runner
 from rawedge.runtimes.base import import_backend
-from rawedge.runtimes.tensorrt import (
-    engine_cache_key,
-    make_sidecar,
-    read_valid_engine,
-    shape_profile,
-    validate_sidecar,
-    write_engine,
-)
+from rawedge.runtimes.tensorrt import engine_cache_key, read_valid_engine, shape_profile, write_engine
 
 from rawedge.errors import RawedgeError
 from rawedge.metadata.schema import ModelMeta
+from rawedge.metadata.sidecar import make_sidecar, validate_sidecar
 from tests.conftest import map_in_threads
 
 TINY_UNET = {"width": 4, "depth": 2}

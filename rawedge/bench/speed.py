@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rawedge.compare import Comparator, Tolerance
 from rawedge.errors import RawedgeError
 
 BACKENDS = ("torch", "ort", "openvino", "trt")
@@ -45,7 +46,7 @@ def parse_size(text: str) -> int:
 def bench_image(srgb: np.ndarray, pixels: int) -> np.ndarray:
     """The photo mirror-tiled (no resampling, so texture stays natural) to about ``pixels`` pixels at
     its aspect ratio."""
-    from rawedge.runtimes.tiling import reflect_index
+    from rawedge.tiling import reflect_index
 
     h, w = srgb.shape[:2]
     scale = math.sqrt(pixels / (h * w))
@@ -59,17 +60,6 @@ def _mirror_tile(n: int, size: int) -> np.ndarray:
     """0..size-1, size-1..0, 0.. (edge pixels repeated at each fold: a seamless mirror tiling)."""
     i = np.arange(n) % (2 * size)
     return np.where(i < size, i, 2 * size - 1 - i)
-
-
-def psnr(a: np.ndarray, b: np.ndarray, rows: int = 1024) -> float:
-    """PSNR of two [0,1] images, in row chunks (they may be memory-mapped 48 MP arrays)."""
-    se, n = 0.0, 0
-    for r in range(0, a.shape[0], rows):
-        d = np.asarray(a[r:r + rows], np.float64) - np.asarray(b[r:r + rows], np.float64)
-        se += float(np.sum(d * d))
-        n += d.size
-    mse = se / max(n, 1)
-    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
 def sgemm_peak_gflops(size: int = 2048, repeat: int = 3) -> float:
@@ -248,14 +238,7 @@ def run_bench(model: str | os.PathLike, srgb: np.ndarray, exif, pixels: int, bac
                     on_result(row)
         reference = next((k for k in (("torch", "fp32"), ("ort", "fp32")) if k in outputs), None)
         if reference:
-            ref = np.load(outputs[reference], mmap_mode="r")
-            for row in rows:
-                key = (row["backend"], row["precision"])
-                if key in outputs:
-                    value = psnr(np.load(outputs[key], mmap_mode="r"), ref)
-                    row["psnr_db"] = value if math.isfinite(value) else None  # None: identical (strict JSON)
-                    row["identical"] = not math.isfinite(value)
-            del ref
+            _accuracy(rows, outputs, reference)
     eager = next((r for r in rows if (r["backend"], r["precision"], r["status"]) == ("torch", "fp32", "ok")), None)
     for row in rows:
         if eager is not None and row["status"] == "ok":
@@ -269,6 +252,19 @@ def run_bench(model: str | os.PathLike, srgb: np.ndarray, exif, pixels: int, bac
             "flops": flops, "peak_gflops": peak,
             "peak_probe": "numpy float32 2048x2048 matrix product, best of 3, BLAS default threads",
             "results": rows}
+
+
+def _accuracy(rows: list[dict], outputs: dict, reference: tuple) -> None:
+    """Each row's output against the reference's (memory-mapped) through rawedge.compare, with no tolerance:
+    the bench reports accuracy, it does not judge it. ``psnr_db`` None: bit-identical (``identical``)."""
+    comparator = Comparator({"raw": Tolerance()})
+    ref = {"raw": np.load(outputs[reference], mmap_mode="r")}
+    for row in rows:
+        key = (row["backend"], row["precision"])
+        if key in outputs:
+            diff = comparator(ref, {"raw": np.load(outputs[key], mmap_mode="r")}).outputs["raw"]
+            row["psnr_db"] = None if diff.identical else diff.psnr_db
+            row["identical"] = diff.identical
 
 
 def _efficiency(row: dict, flops: dict | None, peak: float) -> None:

@@ -21,7 +21,7 @@ COMMANDS = {
     "info": ("rawedge.cli.core:info", "Describe a RAW, DNG, JPEG/PNG/TIFF, model or checkpoint."),
     "render": ("rawedge.cli.core:render", "Render a RAW with LibRaw to an sRGB JPEG that keeps the EXIF."),
     "profile": ("rawedge.cli.core:profile", "Camera profiles: build from RAW files, list, show."),
-    "bench": ("rawedge.cli.infer:bench", "Time one model on one photo across runtimes and precisions."),
+    "bench": ("rawedge.cli.bench:bench", "Time one model on one photo across runtimes and precisions."),
     "export": ("rawedge.cli.export:export", "Export a trained checkpoint to one self-describing ONNX file."),
     "calibrate": ("rawedge.cli.calibrate:calibrate", "Quantize an exported model to INT8, gated by accuracy."),
     "data": ("rawedge.cli.train:data", "Training data: paired sRGB/RAW samples."),

@@ -1,7 +1,6 @@
 """Foundation commands: info, render, unprocess, profile."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import shlex
 from pathlib import Path
@@ -9,11 +8,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from rawedge.cli.outputs import refuse_existing
 from rawedge.errors import RawedgeError
-
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
-UNPROCESS_STRIP_ROWS = 256  # even
+from rawedge.filekinds import PHOTO_SUFFIXES
+from rawedge.isp.pipeline import UNPROCESS_STRIP_ROWS  # module-level here so that tests can shrink the strips
+from rawedge.outputs import refuse_existing
 
 
 def _fmt_matrix(m) -> str:
@@ -178,9 +176,8 @@ def unprocess(photo_file, output, like, camera_profile, camera, max_pixels, over
     from rawedge.io.dng import write_dng
     from rawedge.io.photo import read_photo
     from rawedge.isp.illuminant import estimate_wb
-    from rawedge.isp.pipeline import unprocess as analytic_unprocess
+    from rawedge.isp.pipeline import unprocess_photo
     from rawedge.profiles import resolve_profile
-    from rawedge.types import Photo, RawImage
 
     out = output or str(Path(photo_file).with_suffix(".dng"))
     if Path(out).exists() and Path(out).resolve() == Path(photo_file).resolve():
@@ -195,16 +192,10 @@ def unprocess(photo_file, output, like, camera_profile, camera, max_pixels, over
     if gains is None:
         gains, wb_how = estimate_wb(profile, photo.exif)
         how = f"{how}; {wb_how}"
-    # Strips of rows (an even count keeps the CFA phase): memory stays near the photo plus its mosaic.
-    h, w = photo.srgb.shape[:2]
-    bayer = np.empty((h, w), dtype=np.uint16)
-    for r0 in range(0, h, UNPROCESS_STRIP_ROWS):
-        strip = Photo(photo.srgb[r0:r0 + UNPROCESS_STRIP_ROWS]).to_float()
-        part = RawImage.from_normalized(analytic_unprocess(strip, profile, gains), profile, gains, photo.exif)
-        bayer[r0:r0 + UNPROCESS_STRIP_ROWS] = part.bayer
-    raw = dataclasses.replace(part, bayer=bayer)
+    raw = unprocess_photo(photo.srgb, profile, gains, photo.exif, strip_rows=UNPROCESS_STRIP_ROWS)
+    h, w = raw.bayer.shape
     write_dng(out, raw, preview=photo.srgb)
-    from rawedge.cli.infer import round_trip
+    from rawedge.roundtrip import round_trip
 
     figure, _ = round_trip(raw, photo.srgb)
     click.echo(f"wrote {out}: {w}x{h} {profile.cfa} mosaic, profile {profile.name} ({how}); round trip {figure:.1f} dB")
@@ -246,8 +237,8 @@ def profile_build(raw_path, output, overwrite):
               rawedge profile raw_dir/ -o cameras.json
     """
     from rawedge.io.atomic import atomic_output
+    from rawedge.io.raw import read_profile
     from rawedge.profiles import build_profiles
-    from rawedge.types import CameraProfile
 
     refuse_existing([output], overwrite)
     if Path(raw_path).is_dir():
@@ -256,7 +247,7 @@ def profile_build(raw_path, output, overwrite):
             Path(tmp).write_text(json.dumps([p.to_dict() for p in profiles], indent=1))
         click.echo(f"wrote {output}: {len(profiles)} camera profiles ({', '.join(p.name for p in profiles)})")
     else:
-        p = CameraProfile.from_raw(raw_path)
+        p = read_profile(raw_path)
         p.save(output)
         click.echo(f"wrote {output}: profile {p.name}")
 

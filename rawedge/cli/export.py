@@ -30,8 +30,8 @@ def export(checkpoint, output, opset, fp16, check, static_tile, ort_format, phot
     """
     from pathlib import Path
 
-    from rawedge.cli.outputs import refuse_existing
     from rawedge.export import default_output_path, export_checkpoint
+    from rawedge.outputs import refuse_existing
 
     target = Path(output) if output else default_output_path(checkpoint, fp16=fp16, static_tile=static_tile)
     refuse_existing([target] + ([target.with_suffix(".ort")] if ort_format else []), overwrite)

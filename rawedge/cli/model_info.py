@@ -1,8 +1,8 @@
 """``rawedge info MODEL``: what an exported model is and how to run it, readable by a person.
 
-Works on a runtime-only install (no torch, no onnx package): ONNX headers are read with a small
-protobuf reader, inputs/outputs and ``.ort`` metadata through ONNX Runtime, OpenVINO IR ``rt_info``
-through OpenVINO, TensorRT engines from their JSON sidecar (``ENGINE.engine.json`` or ``ENGINE.json``).
+Works on a runtime-only install (no torch, no onnx package): the metadata of every kind of model file
+is read by rawedge.metadata (ONNX headers with its protobuf reader, TensorRT engines from their JSON
+sidecar, ``ENGINE.engine.json`` or ``ENGINE.json``), inputs and outputs through ONNX Runtime or OpenVINO.
 """
 from __future__ import annotations
 
@@ -11,20 +11,13 @@ import os
 from pathlib import Path
 
 from rawedge.errors import RawedgeError
-from rawedge.metadata.schema import METADATA_KEY, ModelMeta
+from rawedge.metadata.protobuf import read_header
+from rawedge.metadata.read import model_metadata_text
+from rawedge.metadata.schema import ModelMeta
 
 
-def onnx_header(path: str | os.PathLike) -> dict:
-    """ir_version, producer, opsets and metadata_props of an ONNX file (runtimes.onnx_proto.read_header)."""
-    from rawedge.runtimes.onnx_proto import read_header
-
-    return read_header(path)
-
-
-def _ort_io(path) -> tuple[list[str], list[str], dict]:
+def _ort_io(path) -> tuple[list[str], list[str]]:
     import onnxruntime as ort
-
-    from rawedge.runtimes.metadata import session_properties
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -39,8 +32,7 @@ def _ort_io(path) -> tuple[list[str], list[str], dict]:
         dtype = arg.type.removeprefix("tensor(").removesuffix(")")
         return f"{arg.name} [{dims}] {'float32' if dtype == 'float' else dtype}"
 
-    return ([fmt(i) for i in s.get_inputs()], [fmt(o) for o in s.get_outputs()],
-            session_properties(s, path))
+    return [fmt(i) for i in s.get_inputs()], [fmt(o) for o in s.get_outputs()]
 
 
 def _openvino_io(path) -> tuple[list[str], list[str], str | None]:
@@ -53,14 +45,7 @@ def _openvino_io(path) -> tuple[list[str], list[str], str | None]:
         names = sorted(port.get_names(), key=lambda n: ("/" in n, len(n), n)) or [port.get_any_name()]
         return f"{names[0]} {shape} {port.get_element_type().get_type_name()}"
 
-    text = None
-    # rawedge's own entry first: `rawedge calibrate` writes the INT8 metadata there, while the
-    # "framework" entry still holds the FP32 ONNX's metadata it was converted from.
-    for key in ([METADATA_KEY], ["framework", METADATA_KEY]):
-        if model.has_rt_info(key):
-            text = model.get_rt_info(key).astype(str)
-            break
-    return [fmt(p) for p in model.inputs], [fmt(p) for p in model.outputs], text, _openvino_precision(model)
+    return [fmt(p) for p in model.inputs], [fmt(p) for p in model.outputs], _openvino_precision(model)
 
 
 def _openvino_precision(model) -> str | None:
@@ -72,21 +57,6 @@ def _openvino_precision(model) -> str | None:
     if any(op.get_type_name() == "Constant" and op.get_element_type().get_type_name() == "f16"
            for op in model.get_ops()):
         return "fp16"
-    return None
-
-
-def _sidecar(path: Path) -> str | None:
-    for candidate in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
-        if candidate.is_file():
-            text = candidate.read_text()
-            try:
-                d = json.loads(text)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(d, dict) and METADATA_KEY in d and isinstance(d[METADATA_KEY], (dict, str)):
-                v = d[METADATA_KEY]
-                return v if isinstance(v, str) else json.dumps(v)
-            return text
     return None
 
 
@@ -188,22 +158,22 @@ def describe_model(path: str | os.PathLike) -> list[str]:
     suffix = path.suffix.lower()
     header = graph_precision = None
     if suffix == ".onnx":
-        header = onnx_header(path)
-        inputs, outputs, props = _ort_io(path)
-        text = props.get(METADATA_KEY, header["metadata"].get(METADATA_KEY))
+        header = read_header(path)
+        inputs, outputs = _ort_io(path)
         opsets = ", ".join(f"{d} {v}" for d, v in sorted(header["opsets"].items()))
         kind = f"ONNX (IR {header['ir_version']}, opset {opsets}; by {header['producer']} {header['producer_version']})"
     elif suffix == ".ort":
-        inputs, outputs, props = _ort_io(path)
-        text, kind = props.get(METADATA_KEY), "ONNX Runtime ORT format"
+        inputs, outputs = _ort_io(path)
+        kind = "ONNX Runtime ORT format"
     elif suffix == ".xml":
-        inputs, outputs, text, graph_precision = _openvino_io(path)
+        inputs, outputs, graph_precision = _openvino_io(path)
         kind = "OpenVINO IR"
     elif suffix in (".engine", ".plan", ".trt"):
-        inputs, outputs, text = [], [], _sidecar(path)
+        inputs, outputs = [], []
         kind = "TensorRT engine"
     else:
         raise RawedgeError(path, "not a model file (.onnx, .ort, .xml or .engine)")
+    text = model_metadata_text(path)
     lines = []
     if text is None:
         lines.append(f"{path}: {kind}, {_size(path)}: no rawedge metadata (not made by `rawedge export`)")
@@ -222,7 +192,7 @@ def describe_model(path: str | os.PathLike) -> list[str]:
     if text is not None:
         lines += _meta_lines(meta)
         if suffix == ".onnx" and meta.onnx_weights_sha256 and not meta.calibration:
-            from rawedge.runtimes.integrity import onnx_sha256
+            from rawedge.metadata.integrity import onnx_sha256
 
             same = onnx_sha256(path) == meta.onnx_weights_sha256
             lines.append(f"integrity    graph and weights {'match' if same else 'DO NOT MATCH'} the sha256 recorded "

@@ -51,17 +51,17 @@ def prepare(raw_dir, out_dir, renders, camera_jpeg, synthetic_from, synthetic, s
     Example:  rawedge data prepare ../shared/data/raw -o data/pairs --renders 2 \\
                   --synthetic-from ../shared/data/photos/kodak --synthetic 24
     """
-    from rawedge.data.pairs import PrepareOptions, _photo_files, _raw_files
+    from rawedge.data.pairs import PrepareOptions, photo_files, raw_files
     from rawedge.data.pairs import prepare as prepare_pairs
 
     if synthetic and not synthetic_from:
         raise RawedgeError(None, "--synthetic needs --synthetic-from PHOTO_DIR")
     if synthetic_from and synthetic is None:
-        synthetic = len(_photo_files(Path(synthetic_from)))
+        synthetic = len(photo_files(Path(synthetic_from)))
     options = PrepareOptions(renders=renders, camera_jpeg=camera_jpeg, synthetic_from=synthetic_from,
                              synthetic=synthetic or 0, synthetic_input=synthetic_input,
                              val_fraction=val_fraction, seed=seed)
-    total = len(_raw_files(Path(raw_dir))) + (1 if synthetic_from and synthetic else 0)
+    total = len(raw_files(Path(raw_dir))) + (1 if synthetic_from and synthetic else 0)
     with _progress() as bar:
         task = bar.add_task("pairs", total=total, item="")
         state = {"first": True}

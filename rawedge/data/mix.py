@@ -156,9 +156,9 @@ def _engine_pair(w: _Writer, sid: str, kind: str, mosaic01: np.ndarray, raw_rel:
 
 
 def _raw_sources(raw_dirs) -> list[Path]:
-    from rawedge.data.pairs import _raw_files
+    from rawedge.data.pairs import raw_files
 
-    return [path for d in raw_dirs for path in _raw_files(Path(d))]
+    return [path for d in raw_dirs for path in raw_files(Path(d))]
 
 
 def _load_source(path: Path, max_side: int):
@@ -294,12 +294,12 @@ def _camera_jpeg(w: _Writer, path: Path, raw, tags: dict) -> None:
 
 def _synthetic(w: _Writer, photo_dir: Path, o: MixOptions) -> None:
     from rawedge.data.crosscam import apply_levels_and_noise, sample_camera_profiles, sample_levels_and_noise
-    from rawedge.data.pairs import _photo_files
+    from rawedge.data.pairs import photo_files
     from rawedge.io.photo import read_photo
     from rawedge.isp import pipeline
     from rawedge.isp.ops import pack, unpack
 
-    photos = _photo_files(photo_dir)
+    photos = photo_files(photo_dir)
     for i in range(o.synthetic):
         photo_path = photos[i % len(photos)]
         rng = _rng(o.seed, "synthetic", photo_path.name, i)

@@ -31,8 +31,8 @@ import numpy as np
 from rawedge.data.manifest import Manifest, Sample, assign_splits
 from rawedge.data.rggb import quantize_levels, rggb_black_levels, rggb_offset, to_rggb
 from rawedge.errors import RawedgeError
+from rawedge.filekinds import PHOTO_SUFFIXES, RAW_SUFFIXES, scan
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 DEMOSAIC_CHOICES = ("AHD", "DHT", "AAHD", "PPG", "VNG")
 GAMMAS = {"srgb": (2.4, 12.92), "bt709": (2.222, 4.5)}
 SYNTHETIC_GROUP = "synthetic photos"
@@ -64,21 +64,21 @@ def random_render_settings(rng: np.random.Generator):
         demosaic=str(rng.choice(DEMOSAIC_CHOICES)), output_bps=8), gamma
 
 
-def _raw_files(raw_dir: Path) -> list[Path]:
-    from rawedge.profiles import RAW_SUFFIXES
-
+def raw_files(raw_dir: Path) -> list[Path]:
+    """The RAW files of a source folder (not recursive), sorted; none is an error."""
     if not raw_dir.is_dir():
         raise RawedgeError(raw_dir, "no such folder")
-    files = sorted(p for p in raw_dir.iterdir() if p.suffix.lower() in RAW_SUFFIXES)
+    files = scan(raw_dir, RAW_SUFFIXES)
     if not files:
         raise RawedgeError(raw_dir, f"no RAW files ({', '.join(sorted(RAW_SUFFIXES))})")
     return files
 
 
-def _photo_files(photo_dir: Path) -> list[Path]:
+def photo_files(photo_dir: Path) -> list[Path]:
+    """The photos of a folder for synthetic pairs (not recursive), sorted; none is an error."""
     if not photo_dir.is_dir():
         raise RawedgeError(photo_dir, "no such folder")
-    files = sorted(p for p in photo_dir.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    files = scan(photo_dir, PHOTO_SUFFIXES)
     if not files:
         raise RawedgeError(photo_dir, "no photos (JPEG, PNG or TIFF) for synthetic pairs")
     return files
@@ -219,8 +219,8 @@ def prepare(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, options: Pre
     if options.renders < 0 or options.synthetic < 0:
         raise RawedgeError(None, "--renders and --synthetic must be >= 0")
     raw_dir, out = Path(raw_dir), Path(out_dir)
-    files = _raw_files(raw_dir)
-    photos = _photo_files(Path(options.synthetic_from)) if options.synthetic_from and options.synthetic else []
+    files = raw_files(raw_dir)
+    photos = photo_files(Path(options.synthetic_from)) if options.synthetic_from and options.synthetic else []
     try:
         (out / "raw").mkdir(parents=True, exist_ok=True)
         (out / "srgb").mkdir(parents=True, exist_ok=True)

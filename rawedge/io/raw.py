@@ -115,6 +115,11 @@ def read_raw(path: str | os.PathLike) -> RawImage:
         raw.close()
 
 
+def read_profile(path: str | os.PathLike) -> CameraProfile:
+    """Profile of the camera that took ``path`` (CFA, levels, matrix, a one-sample WB prior)."""
+    return read_raw(path).profile
+
+
 def _to_raw_image(raw, path: Path, data: bytes) -> RawImage:
     if raw.num_colors != 3 and raw.num_colors != 4:
         raise ValueError(f"{raw.num_colors}-colour sensor is not supported")

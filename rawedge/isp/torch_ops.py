@@ -75,7 +75,7 @@ def demosaic_malvar(mosaic_img: torch.Tensor, cfa: str) -> torch.Tensor:
     """[N,1,H,W] -> [N,3,H,W] Malvar-He-Cutler (2004); matches colour-demosaicing's implementation."""
     h, w = mosaic_img.shape[2:]
     m = cfa_masks(cfa, h, w, mosaic_img.device, mosaic_img.dtype)
-    r_m, g_m, b_m = m[:, 0:1], m[:, 1:2], m[:, 2:3]
+    r_m, b_m = m[:, 0:1], m[:, 2:3]
     g_est = _correlate(mosaic_img, _M_G, "symmetric")
     row = _correlate(mosaic_img, _M_ROW, "symmetric")
     col = _correlate(mosaic_img, _M_COL, "symmetric")

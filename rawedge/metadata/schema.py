@@ -1,14 +1,17 @@
-"""The ``metadata_props["rawedge"]`` JSON of an exported model: written by export, read by runtimes,
-calibration and ``rawedge info`` (numpy-free, torch-free)."""
+"""The ``metadata_props["rawedge"]`` JSON of an exported model: written by export and calibration,
+read by runtimes and ``rawedge info`` through rawedge.metadata.read (numpy-free, torch-free)."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 
 from rawedge.errors import RawedgeError
 
 METADATA_KEY = "rawedge"
 SCHEMA_VERSION = 1
+NO_METADATA = ("has no rawedge metadata (metadata_props['rawedge']); it was not exported by "
+               "`rawedge export`, so its tile alignment and camera profiles are unknown")
 
 
 @dataclass
@@ -66,6 +69,13 @@ class ModelMeta:
             raise RawedgeError(source, f"bad static_tile {meta.static_tile} in rawedge metadata "
                                        f"(a multiple of align {meta.align})")
         return meta
+
+
+def parse_metadata(text: str | None, source: str | os.PathLike) -> ModelMeta:
+    """The ModelMeta of ``source`` from its stored JSON, or a clear error when the model carries none."""
+    if not text:
+        raise RawedgeError(source, NO_METADATA)
+    return ModelMeta.from_json(text, os.fspath(source))
 
 
 def _is_int(v) -> bool:

@@ -1,11 +1,13 @@
 """``rawedge eval``: score a model on a data folder, always next to the analytic reverse ISP.
 
-For every image of the split (whole image, tiled with overlap): RAW PSNR and SSIM on packed RGGB
-normalised to [0, 1], then sRGB PSNR, SSIM and CIE ΔE2000 after each of the five fixed edits of
+For every image of the split (whole image, tiled with overlap by the runtimes' Reconstructor through the
+PyTorch runner: the plan, tiles and blend of `rawedge infer`, with the image's own white balance and
+camera matrix as `--like RAW` gives them): RAW PSNR and SSIM on packed RGGB normalised to [0, 1], then
+sRGB PSNR, SSIM and CIE ΔE2000 after each of the five fixed edits of
 ``rawedge.losses.edit_aware.fixed_edits`` (ground truth and reconstruction rendered by the same
 differentiable ISP, ``render_edit``). Means overall, per kind of pair and per camera; a JSON report and a
 PNG figure (per-edit bars, error heat maps of the worst image). Metric definitions:
-``rawedge.training.metrics``.
+``rawedge.metrics``.
 """
 from __future__ import annotations
 
@@ -24,24 +26,49 @@ CONVENTIONS = {
     "srgb": "ground truth and reconstruction rendered by rawedge.losses.edit_aware.render_edit with each fixed "
             "edit (bilinear demosaic, full resolution); PSNR and SSIM on [0, 1] sRGB; ΔE2000 via colour-science "
             "(sRGB -> XYZ -> Lab, D65) averaged over a regular pixel sub-grid (delta_e_stride)",
-    "tiling": "whole images, tiles of `tile` pixels overlapping by `overlap`, linear blending",
+    "tiling": "whole images, tiles of `tile` pixels overlapping by `overlap`, raised-cosine blending: the "
+              "blend `rawedge infer` writes (runtimes.Reconstructor), before quantisation to sensor levels",
 }
 _MAP_SIZE = 384  # longest side of the heat maps kept for the figure
 SIGMA_SAMPLES = 20_000  # (sigma, error) pairs kept per image for the confidence calibration
 
 
 def load_model(spec: str, device):
-    """(model in eval mode, description) from a checkpoint path or the name ``analytic``."""
+    """(model in eval mode, description, checkpoint dict) from a checkpoint path or the name ``analytic``."""
     from rawedge.models.checkpoint import load_checkpoint
     from rawedge.models.registry import create_model
 
     if spec == "analytic":
-        model, info = create_model("analytic"), {"name": "analytic", "checkpoint": None, "config": {}}
+        model, ckpt = create_model("analytic"), {}
+        info = {"name": "analytic", "checkpoint": None, "config": {}}
     else:
         model, ckpt = load_checkpoint(spec)
         info = {"name": ckpt["model_name"], "checkpoint": os.fspath(spec), "config": ckpt["config"],
                 "weights_sha256": ckpt.get("weights_sha256"), "trained": ckpt.get("metrics", {})}
-    return model.to(device).eval(), info
+    return model.to(device).eval(), info, ckpt
+
+
+def open_reconstructor(model, ckpt: dict, device, tile: int, overlap: int):
+    """``model`` behind the PyTorch runner, in the Reconstructor `rawedge infer` uses."""
+    from rawedge.export.torch_runner import TorchRunner
+    from rawedge.runtimes import Reconstructor
+
+    return Reconstructor(TorchRunner.from_model(model, ckpt, device=str(device)), tile=tile, overlap=overlap)
+
+
+def reconstruct_item(rec, item: dict, sample):
+    """The Reconstructor's blend (runtimes.blend.Blend) of one evaluation image: planned with the image's
+    own white balance and camera->sRGB matrix (the RAW's, as `rawedge infer --like RAW` takes them), its
+    EXIF and its whole image's thumbnail (``item`` may be a central crop), on an RGGB profile with the
+    data's levels (the data are stored in RGGB phase)."""
+    from rawedge.types import CameraProfile, Exif
+
+    profile = CameraProfile(name=sample.camera, cfa="RGGB", black_level=list(sample.black_level),
+                            white_level=float(sample.white_level))
+    camera = rec.camera_options(profile=profile, wb=sample.wb, cam2rgb=sample.cam2rgb)
+    srgb = item["srgb"].permute(1, 2, 0).cpu().numpy()
+    plan = rec.plan(srgb, Exif.from_dict(sample.exif), camera, thumb=item["thumb"].cpu().numpy())
+    return rec.blend(plan, rec.run(plan), confidence=rec.has_confidence)
 
 
 def _to_hwc(t) -> np.ndarray:
@@ -53,24 +80,27 @@ def _small(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a[::step, ::step])
 
 
-def score_image(model, analytic, item: dict, edits, device, tile: int, overlap: int) -> tuple[dict, dict]:
-    """({"model": metrics, "analytic": metrics}, heat-map arrays) of one full image."""
+def score_image(model, analytic, item: dict, sample, edits, device) -> tuple[dict, dict]:
+    """({"model": metrics, "analytic": metrics}, heat-map arrays) of one full image; ``model`` and
+    ``analytic``: Reconstructors (:func:`open_reconstructor`), ``sample``: the image's manifest entry."""
     import torch
 
     from rawedge.contract import INPUT_NAMES
+    from rawedge.isp.ops import pack
     from rawedge.losses.edit_aware import render_edit
-    from rawedge.training.metrics import raw_metrics, srgb_metrics
-    from rawedge.training.tiling import predict_full
+    from rawedge.metrics import raw_metrics, srgb_metrics
 
     inputs = {k: item[k][None].to(device) for k in INPUT_NAMES}
     target = item["raw"][None].to(device)
-    full = predict_full(model, inputs, tile=tile, overlap=overlap)
-    preds = {"model": full["raw"], "analytic": predict_full(analytic, inputs, tile=max(tile, 2048), overlap=0)["raw"]}
+    blends = {"model": reconstruct_item(model, item, sample), "analytic": reconstruct_item(analytic, item, sample)}
+    preds = {name: torch.from_numpy(pack(b.mosaic(), "RGGB"))[None].to(device) for name, b in blends.items()}
     scores = {name: {"raw": raw_metrics(p[0].cpu().numpy(), item["raw"].numpy()), "srgb": {}}
               for name, p in preds.items()}
     maps = {f"raw_error_{name}": _small((p[0] - target[0]).abs().mean(0).cpu().numpy()) for name, p in preds.items()}
-    if "sigma" in full:  # a subsample of (predicted sigma, observed error) pairs for the calibration table
-        sigma, error = full["sigma"][0].cpu().numpy().ravel(), (full["raw"][0] - target[0]).cpu().numpy().ravel()
+    predicted_sigma = blends["model"].sigma()
+    if predicted_sigma is not None:  # a subsample of (predicted sigma, observed error) pairs for the calibration table
+        sigma = pack(predicted_sigma, "RGGB").ravel()
+        error = (preds["model"][0] - target[0]).cpu().numpy().ravel()
         pick = np.random.default_rng(0).choice(sigma.size, min(sigma.size, SIGMA_SAMPLES), replace=False)
         maps["sigma_pairs"] = np.stack([sigma[pick], error[pick]])
     names = list(preds)
@@ -121,19 +151,20 @@ def evaluate(model_spec: str, data_dir: str | os.PathLike, split: str = "val", k
     from rawedge.training.distributed import resolve_device
 
     dev = resolve_device(device)
-    model, info = load_model(model_spec, dev)
-    analytic = create_model("analytic").to(dev).eval()
+    model, info, ckpt = load_model(model_spec, dev)
+    model = open_reconstructor(model, ckpt, dev, tile, overlap)
+    analytic = open_reconstructor(create_model("analytic").to(dev).eval(), {}, dev, max(tile, 2048), 0)
     dataset = PairDataset(data_dir, split, crop=None, kinds=kinds, cache=False)  # one image in memory
     count = len(dataset.samples) if not max_samples else min(max_samples, len(dataset.samples))
     edits = fixed_edits()
     images, worst, sigma_pairs = [], None, []
-    with torch.no_grad():
+    with model, analytic, torch.no_grad():
         for j in range(count):
             sample = dataset.samples[j]
             if on_step:
                 on_step(sample.id)
-            scores, maps = score_image(model, analytic, dataset.full_item(j, center_crop=center_crop), edits, dev,
-                                       tile, overlap)
+            scores, maps = score_image(model, analytic, dataset.full_item(j, center_crop=center_crop), sample, edits,
+                                       dev)
             if "sigma_pairs" in maps:
                 sigma_pairs.append(maps.pop("sigma_pairs"))
             images.append({"id": sample.id, "kind": sample.kind, "camera": sample.camera, "source": sample.source,
@@ -149,7 +180,7 @@ def evaluate(model_spec: str, data_dir: str | os.PathLike, split: str = "val", k
               "summary": _aggregate(images, None)["all"], "by_kind": _aggregate(images, "kind"),
               "by_camera": _aggregate(images, "camera"), "worst_image": worst["id"], "images": images}
     if sigma_pairs:
-        from rawedge.training.metrics import sigma_calibration
+        from rawedge.metrics import sigma_calibration
 
         pairs = np.concatenate(sigma_pairs, axis=1)
         report["confidence"] = {"deciles": sigma_calibration(pairs[0], pairs[1]),

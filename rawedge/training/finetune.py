@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rawedge.errors import RawedgeError
+from rawedge.metrics import psnr_from_mse
 
 EDIT_KEYS = {"ev": "exposure_ev", "exposure_ev": "exposure_ev", "wb": "wb_scale", "wb_scale": "wb_scale",
              "style": "style", "tone": "tone_base", "tone_base": "tone_base", "curve": "tone_curve",
@@ -222,7 +223,3 @@ def finetune(model, photo_srgb: np.ndarray, sample: RawSample, edit, wb=None, ca
             "sample": {"source": sample.source, "top": sample.top, "left": sample.left, "height": h, "width": w},
             "window": [y0, x0, y1, x1], "before": history[0], "after": history[-1],
             "note": "losses and PSNRs on the sample region, the data the model was tuned on"}
-
-
-def psnr_from_mse(mse: float) -> float:
-    return 100.0 if mse <= 1e-10 else float(10.0 * np.log10(1.0 / mse))

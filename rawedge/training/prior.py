@@ -13,6 +13,7 @@ scikit-learn's MiniBatchKMeans on the normalised embeddings (the same spherical 
 """
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from rawedge.errors import RawedgeError
+from rawedge.filekinds import RAW_SUFFIXES, scan
+from rawedge.metrics import psnr_from_mse
 
 DEFAULT_GROUP_SIZE = 200
 DEFAULT_MAX_SIDE = 1024
@@ -334,21 +337,136 @@ def build_prior_table_from_pairs(model, pairs, entries: int, group_size: int = D
                       sources=list(sources or []), members=members)
 
 
-def build_prior_table(encoder, raw_files, entries: int | None = None, group_size: int = DEFAULT_GROUP_SIZE,
-                      max_side: int | None = DEFAULT_MAX_SIDE, seed: int = 0, backend: str = "auto",
-                      pairs=None) -> PriorTable:
-    """The prior table of one camera from its RAW files (each rendered by LibRaw, in RGGB phase,
-    downscaled to ``max_side``). ``encoder``: a PriorRAW model or its encoder; ``entries`` defaults to
-    the model's ``table_size``. ``pairs`` may pass already-loaded pairs of the same files."""
-    files = [Path(f) for f in raw_files]
-    if not files and pairs is None:
-        raise RawedgeError(None, "no reference RAW files")
-    if entries is None:
-        entries = getattr(encoder, "table_size", None) or 1024
-    if pairs is None:
-        pairs = [load_reference_pair(f, max_side) for f in files]
-    return build_prior_table_from_pairs(encoder, pairs, entries, group_size, seed, backend,
-                                        sources=[f.name for f in files])
+# ---- `rawedge prior build`: references in, a priorraw checkpoint with its table out -------------------
+DEFAULT_KINDS = ("libraw", "camera_jpeg")  # a data folder's real sensor data
+
+
+@dataclass
+class PriorBuild:
+    """What :func:`build_prior_checkpoint` made, for its report: the table, the images and its PSNR."""
+
+    table: PriorTable
+    images: int
+    psnr: float
+
+
+def reference_files(refs, exclude=()) -> list[Path]:
+    """The RAW files given (a folder: its RAW files, not recursive), less those whose name matches an
+    ``exclude`` glob; none is an error."""
+    files = []
+    for ref in refs:
+        p = Path(ref)
+        found = scan(p, RAW_SUFFIXES) if p.is_dir() else [p]
+        files += [f for f in found if not any(fnmatch.fnmatch(f.name, pat) for pat in exclude)]
+    if not files:
+        raise RawedgeError(refs[0] if refs else None, "no RAW files found")
+    return files
+
+
+def camera_files(files, camera):
+    """The files of one camera, and its profile; several cameras without ``camera`` is an error."""
+    from rawedge.io.raw import read_raw
+
+    by_camera: dict[str, list] = {}
+    profiles = {}
+    for f in files:
+        raw = read_raw(f)
+        by_camera.setdefault(raw.profile.name, []).append(f)
+        profiles.setdefault(raw.profile.name, raw.profile)
+    if camera is None:
+        if len(by_camera) > 1:
+            raise RawedgeError(None, "the reference files come from several cameras ("
+                               + ", ".join(f"{k}: {len(v)}" for k, v in sorted(by_camera.items()))
+                               + "); a prior table is per camera: pick one with --camera NAME")
+        camera = next(iter(by_camera))
+    match = {k.lower(): k for k in by_camera}.get(camera.lower())
+    partial = [k for k in by_camera if camera.lower() in k.lower()]
+    if match is None and len(partial) == 1:
+        match = partial[0]
+    if match is None:
+        raise RawedgeError(None, f"no reference file of camera {camera!r}; found: {', '.join(sorted(by_camera))}")
+    return by_camera[match], profiles[match]
+
+
+def load_prior_model(model: str, config: dict | None = None):
+    """(model, checkpoint dict) from a priorraw checkpoint file, or fresh weights for ``"priorraw"``
+    with the options ``config``; anything without a prior table is an error."""
+    from rawedge.models.checkpoint import load_checkpoint
+    from rawedge.models.registry import create_model
+
+    if Path(model).is_file():
+        if config:
+            raise RawedgeError(model, "--set applies to fresh models only; this is a checkpoint")
+        net, ckpt = load_checkpoint(model)
+    elif model == "priorraw":
+        try:
+            net, ckpt = create_model("priorraw", **(config or {})), {}
+        except (TypeError, ValueError) as exc:
+            raise RawedgeError(None, f"bad priorraw option ({exc})") from None
+    else:
+        raise RawedgeError(model, "no such file (give a priorraw checkpoint, or `priorraw` for a fresh model)")
+    if not hasattr(net, "set_prior_table"):
+        raise RawedgeError(model, f"a {net.model_name} model has no prior table (only priorraw models do)")
+    return net, ckpt
+
+
+def _references(refs, data_dir, kinds, camera, exclude, max_side, log):
+    """(pairs, camera profile, source names) of one camera: its RAW files, or a data folder's train split."""
+    from rawedge.types import CameraProfile
+
+    if data_dir:
+        pairs, name, profile_dict, sources = data_reference_pairs(data_dir, camera, max_side=max_side or None,
+                                                                    kinds=kinds or DEFAULT_KINDS)
+        keep = [i for i, s in enumerate(sources) if not any(fnmatch.fnmatch(s, pat) for pat in exclude)]
+        pairs, sources = [pairs[i] for i in keep], [sources[i] for i in keep]
+        log(f"{len(pairs)} training pairs of {name} from {data_dir} at max side {max_side or 'full'}")
+        return pairs, CameraProfile.from_dict(profile_dict), sources
+    files, profile = camera_files(reference_files(refs, exclude), camera)
+    log(f"{len(files)} reference files of {profile.name}; rendering at max side {max_side or 'full'}")
+    return [load_reference_pair(f, max_side or None) for f in files], profile, [f.name for f in files]
+
+
+def build_prior_checkpoint(model: str, output, refs=(), data_dir=None, kinds=(), camera: str | None = None,
+                           exclude=(), entries: int | None = None, group_size: int = DEFAULT_GROUP_SIZE,
+                           max_side: int = DEFAULT_MAX_SIDE, encoder_steps: int = 0, encoder_lr: float = 1e-3,
+                           encoder_crop: int = 96, config: dict | None = None, backend: str = "auto",
+                           seed: int = 0, threads: int | None = None, log=None) -> PriorBuild:
+    """One camera's prior table from its references (``refs``: RAW files or folders, each rendered by
+    LibRaw; or ``data_dir``: a data folder's train split), stored with the model in a priorraw
+    checkpoint at ``output``. ``model``: a priorraw checkpoint, or ``"priorraw"`` for fresh weights
+    (``config``: their options); ``encoder_steps`` first trains the pixel-search encoder (Algorithm 1);
+    ``entries`` defaults to the model's ``table_size``; ``max_side`` 0 keeps full resolution."""
+    import torch
+
+    from rawedge.io.atomic import check_output_dir
+    from rawedge.models.checkpoint import save_checkpoint
+
+    log = log or (lambda message: None)
+    check_output_dir(output)
+    if bool(refs) == bool(data_dir):
+        raise RawedgeError(None, "give the references with either --refs (RAW files) or --data (a data folder)")
+    if threads:
+        torch.set_num_threads(threads)
+    net, ckpt = load_prior_model(model, config)
+    pairs, profile, sources = _references(refs, data_dir, kinds, camera, exclude, max_side, log)
+    if encoder_steps:
+        losses = train_encoder(net, pairs, encoder_steps, lr=encoder_lr, crop=encoder_crop, seed=seed, log=log)
+        log(f"pixel-search encoder: assembled-RAW L2 {losses[0]:.3g} -> {losses[-1]:.3g}")
+    net.eval()
+    table = build_prior_table_from_pairs(net, pairs, entries or net.table_size, group_size, seed=seed, backend=backend,
+                                         sources=sources)
+    table.install(net)
+    psnr = table_psnr(net, pairs)
+    summary = {**table.summary(), "camera": profile.name, "max_side": max_side, "encoder_steps": encoder_steps,
+               "reference_psnr": psnr}
+    profiles = list(ckpt.get("camera_profiles", []))
+    if not any(p.get("name") == profile.name for p in profiles):
+        profiles.append(profile.to_dict())
+    recipe = {**ckpt.get("recipe", {}), "prior_table": {k: v for k, v in summary.items() if k != "sources"}}
+    extra = {**ckpt.get("extra", {}), "prior_table": summary}
+    save_checkpoint(output, net, camera_profiles=profiles, recipe=recipe, metrics=ckpt.get("metrics", {}),
+                    extra=extra)
+    return PriorBuild(table=table, images=len(pairs), psnr=psnr)
 
 
 def table_psnr(model, pairs) -> float:
@@ -363,5 +481,4 @@ def table_psnr(model, pairs) -> float:
             _, pred = model.assemble(model.encoder(srgb[None]))
             err += float(((pred[0] - raw) ** 2).sum())
             count += raw.numel()
-    mse = err / max(count, 1)
-    return float(10 * math.log10(1.0 / max(mse, 1e-12)))
+    return psnr_from_mse(err / max(count, 1))

@@ -89,7 +89,7 @@ def set_rng_state(state: dict) -> None:
 @torch.no_grad()
 def validate(model, dataset, device, center_crop: int | None, tile: int = 512) -> dict:
     """RAW PSNR (packed RGGB, [0, 1]) over the whole validation split, overall and per kind."""
-    from rawedge.training.metrics import psnr
+    from rawedge.metrics import psnr
     from rawedge.training.tiling import predict_full
 
     was_training = model.training

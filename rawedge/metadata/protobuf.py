@@ -1,6 +1,6 @@
 """Reading ONNX files straight from the protobuf wire format: no ``onnx`` package (its import alone
 costs about a second), no ONNX Runtime session. The one home of rawedge's protobuf reader: the model
-hash (runtimes.integrity), the metadata read on every model open (runtimes.metadata), `rawedge info`'s
+hash (metadata.integrity), the metadata read on every model open (metadata.onnx), `rawedge info`'s
 header and the FLOP counter's graph (runtimes.flops) all use it.
 
 Files are memory-mapped, so reading the header of a large model costs a few page reads: the graph is

@@ -1,6 +1,7 @@
-"""Tile geometry for the Reconstructor: the padded RGGB frame, aligned overlapping tile positions,
-per-tile gathering (reflect padding by index, so the padded image is never materialised) and the
-separable blending window.
+"""Tile geometry, one definition for deployment (runtimes.Reconstructor, numpy) and evaluation
+(rawedge.training.tiling.predict_full, torch), so `rawedge eval` scores the blend `rawedge infer` writes:
+the padded RGGB frame, aligned overlapping tile positions, per-tile gathering (reflect padding by index,
+so the padded image is never materialised) and the separable blending window.
 
 Frame: the photo is shifted down/right by the camera CFA's red-site offset (so every tile starts on a
 red site: RGGB) and padded on the bottom/right to a multiple of the model's ``align``; all padding is a
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rawedge.errors import RawedgeError
+
 
 def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
     """Indices outside [0, n) mirrored back inside, like ``np.pad(mode="reflect")`` but for any
@@ -30,6 +33,18 @@ def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
 
 def round_up(x: int, m: int) -> int:
     return -(-x // m) * m
+
+
+def tile_sizes(tile: int, overlap: int, align: int) -> tuple[int, int]:
+    """(tile, overlap) on the model's ``align`` grid: the tile rounded down (at least ``align``; 0 stays 0,
+    the whole image in one piece), the overlap rounded up, and it must stay below the tile."""
+    if tile < 0 or overlap < 0:
+        raise RawedgeError(None, "tile and overlap must be >= 0")
+    tile = 0 if tile == 0 else max(align, tile - tile % align)
+    overlap = round_up(int(overlap), align)
+    if tile and overlap >= tile:
+        raise RawedgeError(None, f"overlap {overlap} must be smaller than the tile {tile}")
+    return tile, overlap
 
 
 @dataclass(frozen=True)
