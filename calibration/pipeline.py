@@ -21,7 +21,7 @@ from rawedge import __version__
 from rawedge.errors import RawedgeError
 from rawedge.io.atomic import check_output_dir
 from rawedge.metadata.onnx import read_onnx_metadata
-from rawedge.metadata.schema import ModelMeta
+from rawedge.metadata.schema import CalibrationMeta, ModelMeta
 
 from .base import METHODS, SCOPES, Quantizer
 from .dataset import (
@@ -158,16 +158,16 @@ def make_quantizer(runtime: str, model_path: Path, opts: Options, workdir: Path,
                              tile=opts.tile or meta.static_tile or meta.tile, batch=opts.batch)
 
 
-def reference_runner(model_path: Path, opts: Options) -> tuple[Runner, dict]:
+def reference_runner(model_path: Path, opts: Options, meta: ModelMeta) -> tuple[Runner, dict]:
+    """The FP32 reference, with ``meta`` (the model's metadata, read once) as its metadata."""
     if opts.reference:
         from rawedge.export.torch_runner import TorchRunner
 
-        return (TorchRunner(opts.reference, meta_from=model_path, device="cpu", threads=opts.threads,
-                            name="pytorch-fp32"),
+        return (TorchRunner(opts.reference, metadata=meta, device="cpu", threads=opts.threads, name="pytorch-fp32"),
                 {"kind": "pytorch", "path": os.fspath(opts.reference), "label": "PyTorch FP32 checkpoint"})
     from rawedge.runtimes.ort import OrtRunner
 
-    return (OrtRunner(model_path, providers=["cpu"], intra_op_threads=opts.threads, name="ort-fp32"),
+    return (OrtRunner(model_path, providers=["cpu"], intra_op_threads=opts.threads, name="ort-fp32", metadata=meta),
             {"kind": "onnxruntime", "path": os.fspath(model_path), "label": "FP32 ONNX through ONNX Runtime"})
 
 
@@ -195,7 +195,7 @@ def calibrate(model_path: str | os.PathLike, data: str | os.PathLike, opts: Opti
         workdir = Path(tmp)
         quantizer = make_quantizer(opts.runtime, model_path, opts, workdir, meta)
         quantizer.check_available()
-        reference, reference_info = reference_runner(model_path, opts)
+        reference, reference_info = reference_runner(model_path, opts, meta)
         runners: list[Runner] = [reference]
         try:
             return _run(model_path, Path(data), meta, opts, quantizer, reference, reference_info, split,
@@ -212,7 +212,8 @@ def _run(model_path, data, meta, opts, quantizer, reference, reference_info, spl
     if reference_info["kind"] != "onnxruntime":
         from rawedge.runtimes.ort import OrtRunner
 
-        template = OrtRunner(model_path, providers=["cpu"], intra_op_threads=opts.threads, name="ort-fp32")
+        template = OrtRunner(model_path, providers=["cpu"], intra_op_threads=opts.threads, name="ort-fp32",
+                             metadata=meta)
         runners.append(template)
         template.activate()
     static = meta.static_tile
@@ -239,7 +240,7 @@ def _run(model_path, data, meta, opts, quantizer, reference, reference_info, spl
         staged = quantizer.quantize(workdir / f"attempt{index}{suffix}", keep=keep, first=first)
         kept = list(dict.fromkeys([*keep, *quantizer.kept_by_backend(staged)]))
         log(f"gate, attempt {index + 1}: {len(kept)} of {len(layers)} layers kept in higher precision")
-        candidate = quantizer.open_runner(staged)
+        candidate = quantizer.open_runner(staged, metadata=meta)  # staged from this model: its metadata
         runners.append(candidate)
         result = gate.run(candidate)
         candidate.deactivate()
@@ -258,7 +259,7 @@ def _run(model_path, data, meta, opts, quantizer, reference, reference_info, spl
         rank_feeds = calib.feeds[:: max(1, len(calib.feeds) // opts.ranking_tiles)][: opts.ranking_tiles]
         log(f"ranking {len(candidates)} layers by sensitivity on {len(rank_feeds)} calibration tiles")
         ranking = rank_layers(quantizer, candidates, rank_feeds, reference, workdir, already_kept=kept,
-                              suffix=suffix, log=log)
+                              suffix=suffix, log=log, metadata=meta)
         base_kept = kept
         for k in keep_schedule(min(max_keep - len(base_kept), len(ranking))):
             remove_artefact(staged)
@@ -266,8 +267,8 @@ def _run(model_path, data, meta, opts, quantizer, reference, reference_info, spl
             if result.passed:
                 break
 
-    speed = _speed(quantizer, staged, template, reference_info, gate, gate_tiling, split.held_out[0], opts, runners,
-                   log) if opts.timing else None
+    speed = _speed(quantizer, staged, meta, template, reference_info, gate, gate_tiling, split.held_out[0], opts,
+                   runners, log) if opts.timing else None
     facts = _calibration_facts(opts, quantizer, calib, split, reference_info, result, kept)
     report = _report(model_path, data, meta, opts, quantizer, calib, split, reference_info, budget, attempts,
                      ranking, result, facts, speed, output if result.passed else None)
@@ -313,7 +314,7 @@ def _truth_metric(template: Runner, files: list[Path], tiling: Tiling, max_pixel
     return list(range(len(files))), metric
 
 
-def _speed(quantizer, staged, template, reference_info, gate, tiling, first_file, opts, runners, log) -> dict:
+def _speed(quantizer, staged, meta, template, reference_info, gate, tiling, first_file, opts, runners, log) -> dict:
     """ms per megapixel of FP32 and INT8 on the same backend, same feeds, same process (Polygraphy
     Comparator, one warm-up run)."""
     from polygraphy.comparator import Comparator
@@ -321,8 +322,8 @@ def _speed(quantizer, staged, template, reference_info, gate, tiling, first_file
 
     from .adapters import polygraphy_adapter
 
-    fp32 = template if opts.runtime == "ort" else quantizer.fp32_runner()  # template: the FP32 ONNX on ORT
-    int8 = quantizer.open_runner(staged)
+    fp32 = template if opts.runtime == "ort" else quantizer.fp32_runner(metadata=meta)  # template: FP32 ONNX on ORT
+    int8 = quantizer.open_runner(staged, metadata=meta)
     runners.extend([fp32, int8])
     try:
         feeds = record_feeds(template, gate.item(first_file), tiling)
@@ -344,17 +345,17 @@ def _speed(quantizer, staged, template, reference_info, gate, tiling, first_file
     return speed
 
 
-def _calibration_facts(opts, quantizer, calib, split, reference_info, result, kept) -> dict:
+def _calibration_facts(opts, quantizer, calib, split, reference_info, result, kept) -> CalibrationMeta:
     """The ``calibration`` object of the artefact's metadata."""
-    return {"runtime": opts.runtime, "method": opts.method, "scope": quantizer.scope, "backend": quantizer.backend_name,
-            "backend_version": quantizer.facts.get("backend_version"), "scheme": quantizer.facts.get("scheme"),
-            "isa": quantizer.facts.get("isa"), "gpu": quantizer.facts.get("gpu"),
-            "calibration_tiles": len(calib), "calibration_tile": calib.feeds[0]["srgb"].shape[-1] if calib.feeds else None,
-            "calibration_files": len(split.calibration), "held_out_files": [p.name for p in split.held_out],
-            "reference": reference_info["kind"], "max_drop_db": opts.max_drop, "drop_db": result.drop_db,
-            "drop_kind": result.drop_kind, "psnr_vs_reference_db": result.summary["psnr_vs_reference_db"],
-            "kept_layers": kept, "rawedge_version": __version__,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    return CalibrationMeta(
+        runtime=opts.runtime, method=opts.method, scope=quantizer.scope, backend=quantizer.backend_name,
+        backend_version=quantizer.facts.get("backend_version"), scheme=quantizer.facts.get("scheme"),
+        isa=quantizer.facts.get("isa"), gpu=quantizer.facts.get("gpu"), calibration_tiles=len(calib),
+        calibration_tile=calib.feeds[0]["srgb"].shape[-1] if calib.feeds else None,
+        calibration_files=len(split.calibration), held_out_files=[p.name for p in split.held_out],
+        reference=reference_info["kind"], max_drop_db=opts.max_drop, drop_db=result.drop_db,
+        drop_kind=result.drop_kind, psnr_vs_reference_db=result.summary["psnr_vs_reference_db"], kept_layers=kept,
+        rawedge_version=__version__, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 
 def _report(model_path, data, meta, opts, quantizer, calib, split, reference_info, budget, attempts, ranking,
@@ -369,13 +370,13 @@ def _report(model_path, data, meta, opts, quantizer, calib, split, reference_inf
         "isa": quantizer.facts.get("isa"), "scheme": quantizer.facts.get("scheme"),
         "data": {"dir": os.fspath(data), "calibration_files": [p.name for p in split.calibration],
                  "held_out_files": [p.name for p in split.held_out], "calibration_tiles": len(calib),
-                 "calibration_tile": facts["calibration_tile"], "tiles_per_file": calib.tiles_per_file,
+                 "calibration_tile": facts.calibration_tile, "tiles_per_file": calib.tiles_per_file,
                  "seed": opts.seed},
         "reference": reference_info,
         "budget": {"max_drop_db": budget.max_drop, "max_image_drop_db": budget.image_limit, "drop_kind": result.drop_kind,
                    "reference_psnr_db": budget.reference_psnr if result.drop_kind == "bound" else None,
                    "reference_psnr_source": budget.reference_psnr_source if result.drop_kind == "bound" else None},
-        "attempts": attempts, "kept_layers": facts["kept_layers"],
+        "attempts": attempts, "kept_layers": facts.kept_layers,
         "sensitivity": [s.to_dict() for s in ranking] if ranking is not None else None,
         "result": result.to_dict(), "speed": speed,
         "size": {"fp32_bytes": file_size(model_path), "int8_bytes": None},

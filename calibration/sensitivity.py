@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from rawedge.runtimes.base import Runner
 
+from rawedge.metadata.schema import ModelMeta
+
 from .base import Quantizer
 
 
@@ -55,18 +57,20 @@ def keep_schedule(n: int) -> list[int]:
 
 
 def rank_layers(quantizer: Quantizer, layers: list[str], feeds, reference: Runner, workdir: Path,
-                already_kept=(), suffix: str = ".onnx", log=None) -> list[LayerScore]:
-    """``layers`` sorted by sensitivity, most sensitive first (``already_kept`` stay kept throughout)."""
+                already_kept=(), suffix: str = ".onnx", log=None,
+                metadata: ModelMeta | None = None) -> list[LayerScore]:
+    """``layers`` sorted by sensitivity, most sensitive first (``already_kept`` stay kept throughout).
+    ``metadata``: the model's, already read, for the runners of the trial artefacts."""
     log = log or (lambda line: None)
     reference.activate()
     reference_outputs = [reference.infer(f) for f in feeds]
     base = quantizer.quantize(workdir / f"rank-all{suffix}", keep=list(already_kept))
-    base_mse = output_mse(quantizer.open_runner(base), feeds, reference_outputs)
+    base_mse = output_mse(quantizer.open_runner(base, metadata=metadata), feeds, reference_outputs)
     remove_artefact(base)
     scores = []
     for i, layer in enumerate(layers):
         artefact = quantizer.quantize(workdir / f"rank-{i}{suffix}", keep=[*already_kept, layer])
-        mse = output_mse(quantizer.open_runner(artefact), feeds, reference_outputs)
+        mse = output_mse(quantizer.open_runner(artefact, metadata=metadata), feeds, reference_outputs)
         remove_artefact(artefact)
         scores.append(LayerScore(layer, mse, base_mse - mse))
         log(f"  sensitivity {i + 1}/{len(layers)} {layer}: MSE {mse:.3g} with it in float (all INT8: {base_mse:.3g})")

@@ -82,8 +82,8 @@ def build_meta(model, ckpt: dict, *, tile: int, overlap: int, receptive_field: d
         contract_version=CONTRACT_VERSION, inputs=list(INPUT_NAMES), outputs=list(model.output_names),
         camera_profiles=camera_profiles(ckpt), exif_facts=exif_facts, recipe=dict(ckpt.get("recipe") or {}),
         metrics=metrics, weights_sha256=weights_sha256(model.state_dict()), rawedge_version=__version__,
-        precision=precision, static_tile=static_tile, fusion=dict(extras.get("fusion", {})))
-    for name in ("config", "camera_profiles", "exif_facts", "recipe", "metrics", "fusion"):
+        precision=precision, static_tile=static_tile, fusion=json_safe(dict(extras.get("fusion", {}))))
+    for name in ("config", "camera_profiles", "exif_facts", "recipe", "metrics"):
         setattr(meta, name, json_safe(getattr(meta, name)))
     if meta.tile % meta.align or meta.overlap % meta.align or not 0 <= meta.overlap < meta.tile:
         raise RawedgeError(None, f"model {meta.model_name!r}: tile {meta.tile} / overlap {meta.overlap} must be "

@@ -18,16 +18,17 @@ INPUT_RANKS = {"srgb": (None, 3, None, None), "thumb": (None, 3, THUMB_SIZE, THU
 
 class TorchRunner(Runner):
     """A rawedge checkpoint run eagerly. ``meta_from``: an exported ONNX of the same model whose
-    metadata (tile, overlap, camera profiles, fusion) to use; without it the metadata is built from the
-    checkpoint as the exporter would. ``device``: "cpu", "cuda" or None (CUDA when available);
-    ``fp16``: autocast to half precision (CUDA only); ``threads``: torch CPU threads."""
+    metadata (tile, overlap, camera profiles, fusion) to use, or ``metadata``: that metadata already
+    read; without either it is built from the checkpoint as the exporter would. ``device``: "cpu",
+    "cuda" or None (CUDA when available); ``fp16``: autocast to half precision (CUDA only); ``threads``:
+    torch CPU threads."""
 
     backend = "torch"
     thread_safe = False
 
     def __init__(self, checkpoint_path, meta_from=None, device: str | None = None, fp16: bool = False,
-                 threads: int | None = None, name: str | None = None):
-        super().__init__(checkpoint_path, name)
+                 threads: int | None = None, name: str | None = None, metadata: ModelMeta | None = None):
+        super().__init__(checkpoint_path, name, metadata)
         self.meta_from = Path(meta_from) if meta_from else None
         self.device = device
         self.fp16 = fp16
@@ -76,7 +77,8 @@ class TorchRunner(Runner):
         model, _ = self._load()
         self.model = model.to(device).eval()
         self._device = device
-        self._metadata = self._read_metadata()
+        if self._metadata is None:
+            self._metadata = self._read_metadata()
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch

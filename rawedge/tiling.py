@@ -86,6 +86,16 @@ def axis_starts(length: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
+def balanced_tile(length: int, tile: int, overlap: int, align: int) -> int:
+    """The smallest tile (a multiple of ``align``, at most ``tile``) that covers ``length`` with as many
+    tiles as ``tile`` itself needs: 4000 px with 1024-px tiles overlapping by 80 become 5 tiles of 864,
+    not 5 of 1024 of which the last adds 144 new pixels (23 % less work at 12 MP)."""
+    if tile >= length:
+        return length
+    n = -(-(length - overlap) // (tile - overlap))
+    return min(tile, round_up(-(-(length - overlap) // n) + overlap, align))
+
+
 def ramp(n: int) -> np.ndarray:
     """Raised-cosine ramp of n samples rising from near 0 (never 0) towards 1."""
     return (0.5 - 0.5 * np.cos(math.pi * (np.arange(n) + 0.5) / n)).astype(np.float32)
@@ -114,8 +124,13 @@ class TileGrid:
     overlap: int
 
     @classmethod
-    def plan(cls, frame: Frame, tile: int, overlap: int) -> TileGrid:
-        th, tw = min(tile, frame.height), min(tile, frame.width)
+    def plan(cls, frame: Frame, tile: int, overlap: int, align: int | None = None) -> TileGrid:
+        """Tiles of at most ``tile`` pixels; with ``align`` (a model that takes any tile size) each axis
+        gets the smallest aligned tile that needs no more tiles (:func:`balanced_tile`)."""
+        if align:
+            th, tw = (balanced_tile(n, tile, overlap, align) for n in (frame.height, frame.width))
+        else:
+            th, tw = min(tile, frame.height), min(tile, frame.width)
         return cls(tuple(axis_starts(frame.height, th, overlap)), tuple(axis_starts(frame.width, tw, overlap)),
                    th, tw, overlap)
 

@@ -31,13 +31,17 @@ class FusionSettings:
     def from_meta(cls, meta: ModelMeta, outputs: list[str]) -> FusionSettings | None:
         """Settings when the model asks for fusion and has both branch outputs, else None."""
         f = meta.fusion
-        if not f:
+        if f is None:
             return None
-        names = f.get("outputs") or {}
+
+        def given(value, default):  # None: not in the metadata, the default applies
+            return default if value is None else value
+
+        names = f.outputs or {}
         try:
-            settings = cls(threshold=float(f.get("threshold", DEFAULT_THRESHOLD)), mode=str(f.get("mode", "luma")),
-                           feather_radius=int(f.get("feather_radius", 4)), oe_output=names.get("oe", "raw_oe"),
-                           noe_output=names.get("noe", "raw_noe"))
+            settings = cls(threshold=float(given(f.threshold, cls.threshold)), mode=str(given(f.mode, cls.mode)),
+                           feather_radius=int(given(f.feather_radius, cls.feather_radius)),
+                           oe_output=names.get("oe", cls.oe_output), noe_output=names.get("noe", cls.noe_output))
         except (TypeError, ValueError, AttributeError) as exc:
             raise RawedgeError(None, f"bad 'fusion' settings in the model metadata ({exc})") from None
         if settings.mode not in ("luma", "max"):

@@ -138,7 +138,8 @@ class Reconstructor:
         profile, gains, how = choose_camera(exif, camera, self._bundled, self._embedded)
         h, w = srgb.shape[:2]
         frame = Frame.for_photo(h, w, cfa_offsets(profile.cfa)["R"], self.align, min_size=self.static_tile or 0)
-        grid = TileGrid.plan(frame, self.tile or max(frame.height, frame.width), self.overlap)
+        grid = TileGrid.plan(frame, self.tile or max(frame.height, frame.width), self.overlap,
+                             align=None if self.static_tile else self.align)
         cam2rgb = profile.cam2rgb() if camera.cam2rgb is None else camera.cam2rgb
         constants = model_constants(srgb, exif, cam2rgb, gains, self._input_names, thumb)
         return Plan(srgb, exif, profile, gains, how, frame, grid, constants, self.batch, self._static_batch)

@@ -1,5 +1,5 @@
 """`rawedge infer` (photos -> DNG/TIFF/NPY through an exported model): parse the options, plan the
-outputs (rawedge.outputs), open the Reconstructor, convert each photo (rawedge.convert.convert_photo) and
+outputs (rawedge.outputs), open the Reconstructor, convert the photos (rawedge.convert.convert_photos: decoding, the model and writing overlap) and
 print. No torch: `rawedge infer` works on a numpy + onnxruntime install."""
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads,
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rawedge.convert import convert_photo
+    from rawedge.convert import convert_photos
     from rawedge.runtimes import Reconstructor
 
     files = collect_photos(photos)
@@ -141,19 +141,20 @@ def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads,
                       console=console, transient=True, disable=not console.is_terminal) as progress:
             files_task = progress.add_task("photos", total=len(todo))
             tiles_task = progress.add_task("tiles", total=None)
-            for photo_path, target in todo:
+            results = convert_photos(rec, todo, fmt, options, confidence, preview, max_pixels,
+                                     lambda d, t: progress.update(tiles_task, completed=d, total=t))
+            for photo_path, result in results:
                 progress.update(files_task, description=photo_path.name)
-                try:
-                    done.append(convert_photo(rec, photo_path, target, fmt, options, confidence, preview, max_pixels,
-                                              lambda d, t: progress.update(tiles_task, completed=d, total=t)))
-                except Exception as exc:  # noqa: BLE001 - reported per photo in the summary
-                    if not many and isinstance(exc, RawedgeError):
-                        raise  # one photo: the usual one-line error
-                    failures.append((photo_path, _failure_reason(exc)))
-                    if not keep_going:
-                        break
-                finally:
-                    progress.advance(files_task)
+                progress.advance(files_task)
+                if not isinstance(result, Exception):
+                    done.append(result)
+                    continue
+                if not many and isinstance(result, RawedgeError):
+                    raise result  # one photo: the usual one-line error
+                failures.append((photo_path, _failure_reason(result)))
+                if not keep_going:
+                    results.close()  # nothing after the failure is written
+                    break
     for c in done:
         if c.converted_from:
             click.echo(f"{c.photo}: converted from its embedded ICC profile {c.converted_from!r} to sRGB")

@@ -14,6 +14,7 @@ from rawedge.errors import RawedgeError
 from rawedge.metadata.protobuf import read_header
 from rawedge.metadata.read import model_metadata_text
 from rawedge.metadata.schema import ModelMeta
+from rawedge.metrics import PSNR_CAP_DB
 
 
 def _ort_io(path) -> tuple[list[str], list[str]]:
@@ -105,7 +106,7 @@ def _parity_lines(parity: dict) -> list[str]:
     for name, b in _dict(parity.get("backends")).items():
         b = _dict(b)
         p = b.get("min_psnr_db")
-        psnr = "exact" if p is None else _num(p, ".1f") + " dB"
+        psnr = f">= {PSNR_CAP_DB:g} dB" if p is None else _num(p, ".1f") + " dB"  # None: at the metrics' cap
         cases = [_dict(c) for c in b.get("cases") or [] if isinstance(b.get("cases"), list)]
         lines.append(f"  {b.get('backend', name)!s:<22} max abs {_fmt_err(b.get('max_abs'))}   "
                      f"min PSNR {psnr}   ({len(cases)} cases: "
@@ -130,9 +131,9 @@ def _meta_lines(meta: ModelMeta) -> list[str]:
               f"recipe       {_kv(meta.recipe)}",
               f"metrics      {_kv(metrics)}"]
     if meta.fusion:
-        lines.append(f"fusion       {_kv(meta.fusion)}")
+        lines.append(f"fusion       {_kv(meta.fusion.to_dict())}")
     if meta.calibration:
-        lines.append(f"calibration  {_kv(meta.calibration)}")
+        lines.append(f"calibration  {_kv(meta.calibration.to_dict())}")
     return lines + _parity_lines(meta.parity)
 
 

@@ -5,6 +5,8 @@ R, G1, G2, B order, where G1 shares a row with R and G2 shares a row with B, wha
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from rawedge.types import BAYER_PATTERNS
@@ -85,14 +87,25 @@ def _tent_same(img: np.ndarray) -> np.ndarray:
 def demosaic_bilinear(mosaic_img: np.ndarray, cfa: str) -> np.ndarray:
     """Bilinear demosaic (normalised convolution per channel), HxW -> HxWx3."""
     h, w = mosaic_img.shape
-    ch = cfa_channel_map(cfa, h, w)
+    m = np.asarray(mosaic_img, dtype=np.float32)
+    masks, dens = _bilinear_weights(cfa, h, w)
     out = np.empty((h, w, 3), dtype=np.float32)
     for c in range(3):
-        mask = (ch == c).astype(np.float32)
-        num = _tent_same(mosaic_img.astype(np.float32) * mask)
-        den = _tent_same(mask)
-        out[..., c] = np.where(mask > 0, mosaic_img, num / np.maximum(den, 1e-8))
+        num = _tent_same(m * masks[c])
+        out[..., c] = np.where(masks[c] > 0, m, num / dens[c])
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def _bilinear_weights(cfa: str, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel site masks and their tent-filtered sums (the normalisers) for one mosaic shape: the
+    same for every strip of a round trip, so computed once (a third of the demosaic's work)."""
+    ch = cfa_channel_map(cfa, h, w)
+    masks = np.stack([(ch == c).astype(np.float32) for c in range(3)])
+    dens = np.stack([np.maximum(_tent_same(masks[c]), np.float32(1e-8)) for c in range(3)])
+    masks.setflags(write=False)
+    dens.setflags(write=False)
+    return masks, dens
 
 
 def demosaic_malvar(mosaic_img: np.ndarray, cfa: str) -> np.ndarray:
@@ -120,7 +133,12 @@ def srgb_to_linear(x: np.ndarray) -> np.ndarray:
 def linear_to_srgb(x: np.ndarray) -> np.ndarray:
     """sRGB transfer function; input clipped to [0, 1]."""
     x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
-    return np.where(x > 0.0031308, 1.055 * np.power(np.maximum(x, 0.0031308), 1 / 2.4) - 0.055, 12.92 * x).astype(np.float32)
+    out = np.power(np.maximum(x, np.float32(0.0031308)), np.float32(1 / 2.4))
+    out *= np.float32(1.055)
+    out -= np.float32(0.055)
+    low = x <= np.float32(0.0031308)
+    out[low] = np.float32(12.92) * x[low]
+    return out
 
 
 def smoothstep_tone(x: np.ndarray) -> np.ndarray:

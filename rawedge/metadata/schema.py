@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from rawedge.errors import RawedgeError
 
@@ -12,6 +12,71 @@ METADATA_KEY = "rawedge"
 SCHEMA_VERSION = 1
 NO_METADATA = ("has no rawedge metadata (metadata_props['rawedge']); it was not exported by "
                "`rawedge export`, so its tile alignment and camera profiles are unknown")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Section:
+    """A typed object of the metadata: its known keys as fields (None when not given), any other key in
+    ``extra``. ``from_dict`` records the keys it was given (``present``) so that ``to_dict`` gives back
+    the very object that was read (no key added, a null kept); built directly, every field is written.
+    ``section[key]`` reads a value by its JSON name."""
+
+    extra: dict = field(default_factory=dict)  # keys this version of rawedge does not know, kept as read
+    present: frozenset[str] | None = None  # the keys of the object read; None: all fields
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in fields(cls)} - {"extra", "present"}
+        return cls(**{k: v for k, v in d.items() if k in known},
+                   extra={k: v for k, v in d.items() if k not in known}, present=frozenset(d))
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "present")
+               and (self.present is None or f.name in self.present)}
+        return {**out, **self.extra}
+
+    def __getitem__(self, key: str):
+        return self.to_dict()[key]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionMeta(_Section):
+    """The ``fusion`` object of a model with overexposure branches (rawedge.models.oefusion writes it,
+    runtimes.fusion.FusionSettings applies it, with its defaults for what is not given): mask
+    ``threshold`` and ``mode``, ``feather_radius`` in photo pixels, ``outputs`` {"oe", "noe", "fused":
+    output name}."""
+
+    threshold: float | None = None
+    mode: str | None = None
+    feather_radius: int | None = None
+    outputs: dict | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationMeta(_Section):
+    """The ``calibration`` object of an INT8 artefact: how rawedge.calibration made it and what its gate
+    measured (drops in dB of RAW PSNR against the FP32 ``reference``)."""
+
+    runtime: str | None = None  # ort, openvino, trt
+    method: str | None = None
+    scope: str | None = None
+    backend: str | None = None
+    backend_version: str | None = None
+    scheme: dict | None = None
+    isa: dict | None = None
+    gpu: str | dict | None = None
+    calibration_tiles: int | None = None
+    calibration_tile: int | None = None
+    calibration_files: int | None = None
+    held_out_files: list[str] | None = None
+    reference: str | None = None  # pytorch or onnxruntime
+    max_drop_db: float | None = None
+    drop_db: float | None = None
+    drop_kind: str | None = None
+    psnr_vs_reference_db: float | None = None
+    kept_layers: list[str] | None = None
+    rawedge_version: str | None = None
+    date: str | None = None
 
 
 @dataclass
@@ -35,12 +100,22 @@ class ModelMeta:
     parity: dict = field(default_factory=dict)  # PyTorch vs ONNX error measured at export
     precision: str = "fp32"
     static_tile: int | None = None  # set for fixed-shape tile models
-    fusion: dict = field(default_factory=dict)  # overexposure fusion settings, if the model has branches
-    calibration: dict = field(default_factory=dict)  # set on INT8 artefacts
+    fusion: FusionMeta | None = None  # overexposure fusion settings, if the model has branches
+    calibration: CalibrationMeta | None = None  # set on INT8 artefacts
     schema_version: int = SCHEMA_VERSION
 
+    def __setattr__(self, name, value):
+        # a typed section is also accepted as its JSON object (a dict; {} for none)
+        section = _SECTIONS.get(name)
+        if section is not None and isinstance(value, dict):
+            value = section.from_dict(value) if value else None
+        super().__setattr__(name, value)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in _SECTIONS:  # written as an object, {} when absent, as before the sections were typed
+            d[name] = {} if d[name] is None else d[name].to_dict()
+        return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, source: str | None = None) -> ModelMeta:
@@ -69,6 +144,9 @@ class ModelMeta:
             raise RawedgeError(source, f"bad static_tile {meta.static_tile} in rawedge metadata "
                                        f"(a multiple of align {meta.align})")
         return meta
+
+
+_SECTIONS = {"fusion": FusionMeta, "calibration": CalibrationMeta}
 
 
 def parse_metadata(text: str | None, source: str | os.PathLike) -> ModelMeta:

@@ -24,7 +24,7 @@ def predict_full(model, inputs: dict, tile: int = 512, overlap: int = 64, batch:
     _, _, h, w = srgb.shape
     tile, overlap = tile_sizes(tile, overlap, align)
     frame = Frame.for_photo(h, w, (0, 0), align)
-    grid = TileGrid.plan(frame, tile or max(frame.height, frame.width), overlap)
+    grid = TileGrid.plan(frame, tile or max(frame.height, frame.width), overlap, align=align)
     device = srgb.device
     rows = torch.from_numpy(frame.rows(0, frame.height)).to(device)
     cols = torch.from_numpy(frame.cols(0, frame.width)).to(device)
