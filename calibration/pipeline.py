@@ -375,7 +375,8 @@ def _report(model_path, data, meta, opts, quantizer, calib, split, reference_inf
         "reference": reference_info,
         "budget": {"max_drop_db": budget.max_drop, "max_image_drop_db": budget.image_limit, "drop_kind": result.drop_kind,
                    "reference_psnr_db": budget.reference_psnr if result.drop_kind == "bound" else None,
-                   "reference_psnr_source": budget.reference_psnr_source if result.drop_kind == "bound" else None},
+                   "reference_psnr_source": budget.reference_psnr_source if result.drop_kind == "bound" else None,
+                   "correlation_bound": budget.correlation if result.drop_kind == "bound" else None},
         "attempts": attempts, "kept_layers": facts.kept_layers,
         "sensitivity": [s.to_dict() for s in ranking] if ranking is not None else None,
         "result": result.to_dict(), "speed": speed,
@@ -383,9 +384,10 @@ def _report(model_path, data, meta, opts, quantizer, calib, split, reference_inf
         "conventions": {
             "raw": "camera mosaic normalised to [0,1] by the profile's black/white levels, as `rawedge infer` writes it; "
                    "PSNR = 10 log10(1/MSE) per image, means over held-out images",
-            "drop": "measured: mean PSNR(FP32, truth) - mean PSNR(INT8, truth); bound (an upper bound, triangle "
-                    "inequality): mean over images of 20 log10(1 + RMSE(INT8 - FP32) / RMSE(FP32 - truth)), "
-                    "RMSE(FP32 - truth) from reference_psnr_db",
+            "drop": "measured: mean PSNR(FP32, truth) - mean PSNR(INT8, truth); bound (without truth): mean over "
+                    "images of 10 log10(1 + r^2 + 2 rho r), r = RMSE(INT8 - FP32) / RMSE(FP32 - truth) with "
+                    "RMSE(FP32 - truth) from reference_psnr_db, rho = correlation_bound (the largest measured "
+                    "correlation of INT8 changes with the model's own error, with a margin; 1 = triangle inequality)",
             "edits": "sRGB PSNR after the five fixed edits of `rawedge eval` (render_edit), central crop of at most "
                      "4 MP",
         },

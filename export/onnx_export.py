@@ -11,7 +11,7 @@ from rawedge.export import clean, parity
 from rawedge.export.fp16 import to_fp16
 from rawedge.export.graph import export_graph
 from rawedge.export.metadata import build_meta
-from rawedge.export.onnx_io import external_data_name, ort_session, save_model, staging_dir
+from rawedge.export.onnx_io import external_data_name, save_model, staging_dir
 from rawedge.export.ort_format import convert_to_ort
 from rawedge.export.receptive_field import measure, recommend
 
@@ -98,19 +98,20 @@ def export_model(model, ckpt: dict | None, output: str | os.PathLike, *, opset: 
     if check:
         check_photo = parity.load_check_photo(photo, log)
         check_cases = parity.cases(check_photo, align, static_tile)
-        checks = (check_cases, parity.reference(model, check_cases), check_photo)
+        checks = (check_cases, parity.reference(model, check_cases, meta), check_photo)
     with staging_dir(output) as stage:
         staged = stage / "model.onnx"
         if check or ort_format:
             save_model(proto, staged)
         if check:
-            meta.parity = _check(proto, staged, precision, checks, output, log)
+            meta.parity = _check(staged, meta, precision, checks, output, log)
             meta = _embed(proto, meta)
         if ort_format:
             save_model(proto, staged)
             ort_file = convert_to_ort(staged, stage)
             if check:
-                result = _run_check(ort_session(ort_file), "onnxruntime (.ort)", precision, checks, output, log)
+                result = _run_check(parity.ort_runner(ort_file, meta), "onnxruntime (.ort)", precision, checks,
+                                    output, log)
                 meta.parity["backends"]["ort_format"] = _summary(result)
                 meta = _embed(proto, meta)
             ort_out = output.with_suffix(".ort")
@@ -131,12 +132,13 @@ def _embed(proto, meta: ModelMeta) -> ModelMeta:
     return embed_onnx_metadata(proto, meta)
 
 
-def _check(proto, staged: Path, precision, checks, output, log) -> dict:
-    """ONNX Runtime parity (required) and OpenVINO parity (where installed): the ``parity`` metadata."""
+def _check(staged: Path, meta: ModelMeta, precision, checks, output, log) -> dict:
+    """ONNX Runtime parity (required) and OpenVINO parity (where installed) of the staged file: the
+    ``parity`` metadata."""
     import onnxruntime as ort
 
-    session = ort_session(staged if clean.is_large(proto) else proto)
-    result = _run_check(session, f"onnxruntime {ort.__version__}", precision, checks, output, log)
+    result = _run_check(parity.ort_runner(staged, meta), f"onnxruntime {ort.__version__}", precision, checks,
+                        output, log)
     record = {"checked": True, "photo": result["photo"], "profile": result["profile"], "precision": precision,
               "tolerance": result["tolerance"], "backends": {"onnxruntime": _summary(result)}}
     try:
@@ -144,13 +146,8 @@ def _check(proto, staged: Path, precision, checks, output, log) -> dict:
     except ModuleNotFoundError:
         log("OpenVINO not installed: OpenVINO parity not measured (pip install 'rawedge[openvino]')")
     else:
-        try:
-            runner = parity.openvino_runner(staged, [o.name for o in proto.graph.output])
-        except Exception as exc:
-            raise RawedgeError(output, f"OpenVINO cannot compile the exported graph: "
-                                       f"{str(exc).strip().splitlines()[0][:200]}") from None
-        ov_result = _run_check(None, f"openvino {openvino.__version__.split('-')[0]}", precision, checks, output,
-                               log, runner=runner)
+        ov_result = _run_check(parity.openvino_runner(staged, meta), f"openvino {openvino.__version__.split('-')[0]}",
+                               precision, checks, output, log)
         record["backends"]["openvino"] = _summary(ov_result)
     backends = record["backends"].values()
     record["max_abs"] = max(b["max_abs"] for b in backends)
@@ -159,9 +156,13 @@ def _check(proto, staged: Path, precision, checks, output, log) -> dict:
     return record
 
 
-def _run_check(session, backend, precision, checks, output, log, runner=None) -> dict:
+def _run_check(runner, backend, precision, checks, output, log) -> dict:
     check_cases, expected, check_photo = checks
-    result = parity.compare(runner or parity.ort_runner(session), check_cases, expected, backend, precision)
+    try:
+        runner.activate()
+    except RawedgeError as exc:  # a backend that cannot load or compile the graph; its staged copy is temporary
+        raise RawedgeError(output, exc.problem) from None
+    result = parity.compare(runner, check_cases, expected, backend, precision)
     result["photo"], result["profile"] = check_photo.name, check_photo.profile
     for line in parity.format_result(result):
         log(line)

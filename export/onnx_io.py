@@ -1,5 +1,5 @@
 """Writing ONNX files that are never half-written, including models over the 2 GB protobuf limit
-(weights in ``MODEL.onnx.data`` next to the graph), and opening them in ONNX Runtime."""
+(weights in ``MODEL.onnx.data`` next to the graph)."""
 from __future__ import annotations
 
 import contextlib
@@ -55,15 +55,3 @@ def staging_dir(near: str | os.PathLike):
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
-
-def ort_session(model_or_path):
-    """An ONNX Runtime CPU session on an in-memory model (small) or a file."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if isinstance(model_or_path, (str, os.PathLike)):
-        return ort.InferenceSession(os.fspath(model_or_path), opts, providers=["CPUExecutionProvider"])
-    if not is_large(model_or_path):
-        return ort.InferenceSession(model_or_path.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    raise RawedgeError(None, "a model over 2 GB must be saved before ONNX Runtime can open it")

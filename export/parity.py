@@ -4,7 +4,9 @@ Feeds follow the runtime exactly: the photo's camera profile (``resolve_profile`
 profile's typical white balance, ``canonical_inputs`` (host-inverted ``rgb2cam``), EXIF from the photo,
 the thumbnail of the whole photo (``make_thumb``), and tiles cut in RGGB phase. A dynamic model is run at
 several sizes and batch sizes (tracing would bake a size into the graph; this catches it); a static-tile
-model at two tile positions.
+model at two tile positions. Both sides run through the runners the project ships, by their Polygraphy-shaped
+interface (activate / infer / deactivate): PyTorch through rawedge.export.torch_runner.TorchRunner, the
+exported file through rawedge.runtimes' ONNX Runtime (and OpenVINO) runner, on the CPU.
 
 Tolerances, on RAW normalised to [0, 1]:
   * FP32: max abs error <= 1e-4 (measured: ~1e-7, float rounding only).
@@ -25,6 +27,7 @@ import numpy as np
 from rawedge.compare import Comparator, Tolerance
 from rawedge.contract import INPUT_NAMES, OUTPUT_RAW, canonical_inputs, make_thumb
 from rawedge.errors import RawedgeError
+from rawedge.metadata.schema import ModelMeta
 from rawedge.metrics import PSNR_CAP_DB
 
 FP32_MAX_ABS = 1e-4
@@ -124,17 +127,32 @@ def cases(photo: CheckPhoto, align: int, static_tile: int | None = None) -> list
     return out
 
 
-def torch_outputs(model, feed: dict) -> dict[str, np.ndarray]:
-    import torch
+def torch_runner(model, metadata: ModelMeta | None = None):
+    """The in-memory PyTorch model as a runner, on the CPU (``metadata``: the export's, when built already)."""
+    from rawedge.export.torch_runner import TorchRunner
 
-    with torch.no_grad():
-        out = model(*(torch.from_numpy(feed[k]) for k in INPUT_NAMES))
-    return {k: out[k].detach().cpu().numpy().astype(np.float32) for k in model.output_names}
+    return TorchRunner.from_model(model, device="cpu", metadata=metadata)
 
 
-def reference(model, check_cases) -> list[dict[str, np.ndarray]]:
+def ort_runner(path, metadata: ModelMeta | None = None):
+    """ONNX Runtime on the CPU over an exported file (.onnx or .ort)."""
+    from rawedge.runtimes.ort import OrtRunner
+
+    return OrtRunner(path, providers=["cpu"], metadata=metadata)
+
+
+def openvino_runner(path, metadata: ModelMeta | None = None):
+    """OpenVINO CPU over an exported file, forced to FP32 inference (the CPU plugin may otherwise pick
+    bf16 on new CPUs), with no compiled-model cache (the file is a staged copy)."""
+    from rawedge.runtimes.openvino import OpenVinoRunner
+
+    return OpenVinoRunner(path, device="CPU", precision="fp32", cache_dir=False, metadata=metadata)
+
+
+def reference(model, check_cases, metadata: ModelMeta | None = None) -> list[dict[str, np.ndarray]]:
     """PyTorch outputs of every case (computed once, compared with each backend)."""
-    return [torch_outputs(model, feed) for _label, feed in check_cases]
+    with torch_runner(model, metadata) as runner:
+        return [runner.infer(feed) for _label, feed in check_cases]
 
 
 def tolerances(precision: str, output_names) -> dict[str, Tolerance]:
@@ -146,12 +164,15 @@ def tolerances(precision: str, output_names) -> dict[str, Tolerance]:
             for name in output_names}
 
 
-def compare(run, check_cases, expected_list, backend: str, precision: str) -> dict:
-    """Run every case through ``run(feed) -> {name: array}`` and compare with the PyTorch outputs. A case's
-    ``psnr_db`` (RAW output) is None at rawedge.metrics' PSNR_CAP_DB (float rounding: nothing to report)."""
+def compare(runner, check_cases, expected_list, backend: str, precision: str) -> dict:
+    """Run every case through ``runner`` (a rawedge runner, activated here and deactivated when done) and
+    compare with the PyTorch outputs. A case's ``psnr_db`` (RAW output) is None at rawedge.metrics'
+    PSNR_CAP_DB (float rounding: nothing to report)."""
+    with runner:
+        outputs = [runner.infer(feed) for _label, feed in check_cases]
     results = []
-    for (label, feed), expected in zip(check_cases, expected_list):
-        comparison = Comparator(tolerances(precision, expected))(expected, run(feed))
+    for (label, feed), expected, got in zip(check_cases, expected_list, outputs):
+        comparison = Comparator(tolerances(precision, expected))(expected, got)
         broken = next((d for d in comparison.outputs.values() if d.max_abs is None), None)
         if broken is not None:
             raise RawedgeError(None, f"{backend} against PyTorch: output {broken}")
@@ -191,29 +212,3 @@ def format_result(result: dict) -> list[str]:
                      f"PSNR {p}")
     return lines
 
-
-def ort_runner(session):
-    names = [o.name for o in session.get_outputs()]
-
-    def run(feed):
-        return dict(zip(names, session.run(names, feed)))
-
-    return run
-
-
-def openvino_runner(path, output_names):
-    """OpenVINO CPU, forced to FP32 inference (the CPU plugin may otherwise pick bf16 on new CPUs).
-    OpenVINO merges tensor names (an output may also carry its producer's name), so outputs are
-    matched by the names the ONNX graph gives them."""
-    import openvino as ov
-
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    names = [next((n for n in output_names if n in port.get_names()), port.get_any_name())
-             for port in compiled.outputs]
-
-    def run(feed):
-        res = compiled(feed)
-        return {name: np.asarray(res[out]) for name, out in zip(names, compiled.outputs)}
-
-    return run

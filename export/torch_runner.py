@@ -39,11 +39,13 @@ class TorchRunner(Runner):
 
     @classmethod
     def from_model(cls, model, ckpt: dict | None = None, device: str | None = None,
-                   name: str | None = None) -> TorchRunner:
+                   name: str | None = None, metadata: ModelMeta | None = None) -> TorchRunner:
         """A runner of a model already in memory (``rawedge eval``: the checkpoint under test, the analytic
-        baseline by name), with no file behind it; ``ckpt``: its checkpoint dict, for the metadata's
-        camera profiles, recipe and metrics. The metadata is built as the exporter would."""
-        runner = cls(__file__, device=device, name=name or f"torch:{model.model_name}")  # any file passes the check
+        baseline by name; export parity), with no file behind it; ``ckpt``: its checkpoint dict, for the
+        metadata's camera profiles, recipe and metrics. The metadata is built as the exporter would, unless
+        given (``metadata``)."""
+        runner = cls(__file__, device=device, name=name or f"torch:{model.model_name}",  # any file passes the check
+                     metadata=metadata)
         runner.model_path = Path(f"<in-memory {model.model_name}>")
         runner._in_memory = (model, dict(ckpt or {}))
         return runner

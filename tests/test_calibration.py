@@ -345,6 +345,11 @@ def test_keep_schedule_and_drop_bound():
     assert math.isclose(drop_bound(40.0, 40.0), 20 * math.log10(2))  # equal errors, fully correlated: 2x
     assert math.isclose(drop_bound(70.0, 30.0), 20 * math.log10(1.01))
     assert drop_bound(70.0, 30.0) < 0.3 < drop_bound(50.0, 30.0)
+    # with the errors correlated by at most rho: 10 log10(1 + r^2 + 2 rho r), between independence and rho = 1
+    assert math.isclose(drop_bound(40.0, 40.0, 0.5), 10 * math.log10(3))
+    assert drop_bound(55.0, 40.0, 0.0) < drop_bound(55.0, 40.0, 0.5) < drop_bound(55.0, 40.0)
+    with pytest.raises(ValueError):
+        drop_bound(55.0, 40.0, 1.5)
     meta = ModelMeta(model_name="unet", config={}, align=8, metrics={"val_raw_psnr": 31.5})
     assert reference_quality(meta) == (31.5, "model metadata metrics.val_raw_psnr")
     assert reference_quality(meta, 35.0)[0] == 35.0

@@ -162,7 +162,6 @@ def test_parity_check_is_honest(unet_export, monkeypatch, tmp_path):
     """The check fails when ONNX and PyTorch disagree: export the checkpoint, then compare the file
     with a model whose weights changed after export."""
     from rawedge.export import parity
-    from rawedge.export.onnx_io import ort_session
 
     ckpt, path, _meta, _ = unet_export
     from rawedge.models.checkpoint import load_checkpoint
@@ -171,7 +170,7 @@ def test_parity_check_is_honest(unet_export, monkeypatch, tmp_path):
     photo = parity.load_check_photo(None)
     cases = parity.cases(photo, model.align)
     perturb(model, seed=7, scale=0.01)
-    result = parity.compare(parity.ort_runner(ort_session(path)), cases, parity.reference(model, cases), "ort", "fp32")
+    result = parity.compare(parity.ort_runner(path), cases, parity.reference(model, cases), "ort", "fp32")
     assert result["max_abs"] > 1e-4
     with pytest.raises(RawedgeError, match="differs from PyTorch"):
         parity.require(result, path)

@@ -131,9 +131,9 @@ def _meta_lines(meta: ModelMeta) -> list[str]:
               f"recipe       {_kv(meta.recipe)}",
               f"metrics      {_kv(metrics)}"]
     if meta.fusion:
-        lines.append(f"fusion       {_kv(meta.fusion.to_dict())}")
+        lines.append(f"fusion       {_kv(meta.fusion)}")
     if meta.calibration:
-        lines.append(f"calibration  {_kv(meta.calibration.to_dict())}")
+        lines.append(f"calibration  {_kv(meta.calibration)}")
     return lines + _parity_lines(meta.parity)
 
 

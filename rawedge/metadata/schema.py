@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from rawedge.errors import RawedgeError
@@ -14,12 +15,13 @@ NO_METADATA = ("has no rawedge metadata (metadata_props['rawedge']); it was not 
                "`rawedge export`, so its tile alignment and camera profiles are unknown")
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Section:
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _Section(Mapping):
     """A typed object of the metadata: its known keys as fields (None when not given), any other key in
     ``extra``. ``from_dict`` records the keys it was given (``present``) so that ``to_dict`` gives back
     the very object that was read (no key added, a null kept); built directly, every field is written.
-    ``section[key]`` reads a value by its JSON name."""
+    It also reads as the (read-only) mapping ``to_dict()`` gives (``section["key"]``, ``items()``), and
+    compares as that mapping: two sections are equal when they write the same JSON object."""
 
     extra: dict = field(default_factory=dict)  # keys this version of rawedge does not know, kept as read
     present: frozenset[str] | None = None  # the keys of the object read; None: all fields
@@ -38,8 +40,14 @@ class _Section:
     def __getitem__(self, key: str):
         return self.to_dict()[key]
 
+    def __iter__(self):
+        return iter(self.to_dict())
 
-@dataclass(frozen=True, kw_only=True)
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
 class FusionMeta(_Section):
     """The ``fusion`` object of a model with overexposure branches (rawedge.models.oefusion writes it,
     runtimes.fusion.FusionSettings applies it, with its defaults for what is not given): mask
@@ -52,7 +60,7 @@ class FusionMeta(_Section):
     outputs: dict | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class CalibrationMeta(_Section):
     """The ``calibration`` object of an INT8 artefact: how rawedge.calibration made it and what its gate
     measured (drops in dB of RAW PSNR against the FP32 ``reference``)."""

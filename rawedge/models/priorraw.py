@@ -7,8 +7,8 @@ Three stages, all on the packed RGGB grid (one embedding per 2x2 Bayer block, H/
    so that softmax(scale * f_t . f_r) over reference positions, applied to their RAW values, gives the
    target RAW (Algorithm 1; :func:`rawedge.training.prior.train_encoder`).
 2. Prior table: k-means over the reference embeddings of one camera, each entry the average feature,
-   sRGB and packed RAW of the nearest members of a cluster (Algorithm 2; :func:`rawedge.training.prior.build_prior_table`).
-   It lives in fixed-size buffers (``table_size`` rows plus a validity mask) so it is saved in checkpoints
+   sRGB and packed RAW of the nearest members of a cluster (Algorithm 2;
+   :func:`rawedge.training.prior.build_prior_checkpoint`, `rawedge prior build`). It lives in fixed-size buffers (``table_size`` rows plus a validity mask) so it is saved in checkpoints
    and becomes an initializer of the exported ONNX graph.
 3. Reconstructor: assembled sRGB/RAW from the table, D = |F_sRGB - sRGB|, f_p = conv([D, sRGB, F_RAW]),
    reliability gate f_c = f_p * sigmoid(conv(f_p)), multi-head attention over the table (keys = table
