@@ -16,6 +16,8 @@ so ``overlap`` must exceed the model's receptive-field radius (in sRGB pixels) f
 invisibly. The raised-cosine window gives the inner border pixels almost no weight."""
 from __future__ import annotations
 
+import logging
+
 import os
 from collections.abc import Iterable, Iterator
 
@@ -41,6 +43,19 @@ from .plan import (
     model_constants,
     pick_profile,
 )
+
+
+LOG = logging.getLogger("rawedge.runtimes")
+OOM_MARKERS = ("outofmemory", "cudaerrormemoryallocation", "failedtoallocate", "alloc_failed", "bad_alloc")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether a backend's exception means it ran out of memory (CUDA, cuDNN, TensorRT, ONNX Runtime and
+    OpenVINO each word it their own way)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower().replace(" ", "")
+    return any(marker in text for marker in OOM_MARKERS)
 
 
 class Reconstructor:
@@ -149,10 +164,31 @@ class Reconstructor:
         ``progress``: called as progress(tiles_done, tiles_total) after each batch is used."""
         done, total = 0, len(plan)
         for batch in plan.batches():
-            yield batch, self.runner.infer(batch.feed)
+            yield batch, self._infer(batch.feed)
             done += len(batch.positions)
             if progress is not None:
                 progress(done, total)
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The runner on one feed. Out of (GPU) memory, the batch size is halved (one warning line) and the
+        feed runs in pieces of that size, as do all later feeds; a fixed-batch model cannot be split."""
+        n = len(feed["srgb"])
+        if n > self.batch and not self._static_batch:
+            return self._in_pieces(feed, self.batch)
+        try:
+            return self.runner.infer(feed)
+        except Exception as exc:
+            if n == 1 or self._static_batch or not is_out_of_memory(exc):
+                raise
+            self.batch = n // 2
+            LOG.warning(f"rawedge: {self.runner.backend} ran out of memory with {n} tiles a call; "
+                        f"retrying with {self.batch}")
+            return self._in_pieces(feed, self.batch)
+
+    def _in_pieces(self, feed: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+        n = len(feed["srgb"])
+        parts = [self._infer({k: v[i:i + size] for k, v in feed.items()}) for i in range(0, n, size)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def blend(self, plan: Plan, results: Iterable[tuple[Batch, dict[str, np.ndarray]]],
               confidence: bool = False) -> Blend:

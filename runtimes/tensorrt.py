@@ -11,6 +11,7 @@ without a GPU)."""
 from __future__ import annotations
 
 import ctypes
+import importlib
 import hashlib
 import json
 import os
@@ -24,10 +25,28 @@ from rawedge.metadata.integrity import file_sha256
 from rawedge.metadata.schema import ModelMeta
 from rawedge.metadata.sidecar import load_sidecar, make_sidecar, validate_sidecar, write_sidecar
 
-from .base import Runner, Unavailable, import_backend
+from .base import BackendMissing, Runner, Unavailable, import_backend
 from .cache import user_cache_dir
 
 INSTALL = "rawedge[tensorrt]"
+RTX_INSTALL = "tensorrt-rtx-cu12-libs tensorrt-rtx-cu12-bindings"  # TensorRT for RTX: import tensorrt_rtx
+
+
+def import_tensorrt():
+    """TensorRT, else TensorRT for RTX (``tensorrt_rtx``, the same builder and runtime API). Polygraphy,
+    which builds and runs the engine, is told which one through its USE_TENSORRT_RTX switch, set before its
+    TensorRT backend is first imported."""
+    try:
+        return import_backend("tensorrt", INSTALL, "TensorRT")
+    except BackendMissing as missing:
+        try:
+            trt = importlib.import_module("tensorrt_rtx")
+        except ImportError:
+            raise BackendMissing(None, f"{missing} (or TensorRT for RTX: pip install {RTX_INSTALL})") from None
+    from polygraphy import config
+
+    config.USE_TENSORRT_RTX = True
+    return trt
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -139,7 +158,7 @@ class TensorRtRunner(Runner):
         return self.model_path, (self.int8_artefact if self.precision == "int8" else None)
 
     def _activate(self) -> None:
-        trt = import_backend("tensorrt", INSTALL, "TensorRT")
+        trt = import_tensorrt()
         ptrt = import_backend("polygraphy.backend.trt", "rawedge[calibrate]", "Polygraphy")
         meta = self.metadata
         tile = int(self.tile or meta.static_tile or meta.tile)
@@ -153,8 +172,9 @@ class TensorRtRunner(Runner):
                  "calibration_cache_sha256": file_sha256(calib_cache) if calib_cache else None}
         model_sha = file_sha256(onnx_path)
         cache_dir = self.cache_dir or user_cache_dir("tensorrt")
-        expected = {"model_sha256": model_sha, "trt_version": trt.__version__, "gpu_name": gpu, "build_options": build}
-        key = engine_cache_key(model_sha, trt.__version__, gpu, build)
+        version = f"{trt.__name__} {trt.__version__}"  # an engine of one never loads in the other
+        expected = {"model_sha256": model_sha, "trt_version": version, "gpu_name": gpu, "build_options": build}
+        key = engine_cache_key(model_sha, version, gpu, build)
         engine_bytes, self.rebuilt_because = read_valid_engine(cache_dir, key, **expected)
         if engine_bytes is None:
             profile = ptrt.Profile()
@@ -165,7 +185,7 @@ class TensorRtRunner(Runner):
                                        calibrator=calibrator, profiles=[profile])
             built = ptrt.EngineBytesFromNetwork((builder, network, parser), config=config)()
             engine_bytes = bytes(built)
-            write_engine(cache_dir, key, engine_bytes, {"model_sha256": model_sha, "trt_version": trt.__version__,
+            write_engine(cache_dir, key, engine_bytes, {"model_sha256": model_sha, "trt_version": version,
                                                         "gpu_name": gpu, "build_options": build, "metadata": meta})
         self.engine_path = engine_paths(cache_dir, key)[0]
         engine = ptrt.EngineFromBytes(engine_bytes)()
@@ -190,5 +210,5 @@ class TensorRtRunner(Runner):
     def _output_names(self) -> list[str]:
         engine = self._runner.context.engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        trt = import_backend("tensorrt", INSTALL, "TensorRT")
+        trt = import_tensorrt()
         return [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]

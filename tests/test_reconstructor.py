@@ -282,3 +282,33 @@ def test_plan_run_blend_is_the_call(unet, photo):
         assert (plan.how, plan.profile.cfa) == ("given", "GBRG")
         np.testing.assert_allclose(plan.gains, [2.0, 1.0, 1.5])
         assert rec.reconstruct(plan).cfa == "GBRG"
+
+
+def test_out_of_memory_retries_with_smaller_batches(unet, photo, caplog):
+    """A backend out of memory on 4 tiles a call: the batch is split, later batches stay small, one warning,
+    and the RAW is the one the unconstrained run writes; other errors and single tiles still fail."""
+    from rawedge.runtimes.reconstructor import is_out_of_memory
+
+    srgb = photo.srgb[:200, :300]
+    with Reconstructor.open(unet[0], runtime="ort", tile=64, overlap=16, batch=4) as rec:
+        expected = rec(srgb, exif=photo.exif).bayer
+        real = rec.runner.infer
+        calls = []
+
+        def small_gpu(feed):
+            calls.append(len(feed["srgb"]))
+            if len(feed["srgb"]) > 1:
+                raise RuntimeError("CUDA failure 2: out of memory ; GPU=0")
+            return real(feed)
+
+        rec.runner.infer = small_gpu
+        with caplog.at_level("WARNING", logger="rawedge.runtimes"):
+            got = rec(srgb, exif=photo.exif).bayer
+        np.testing.assert_array_equal(got, expected)
+        assert rec.batch == 1 and max(calls[calls.index(1):]) == 1  # after the first split, no more big calls
+        assert len([r for r in caplog.records if "out of memory" in r.getMessage()]) == 2  # 4 -> 2 -> 1
+        rec.runner.infer = lambda feed: (_ for _ in ()).throw(RuntimeError("shape mismatch"))
+        with pytest.raises(RuntimeError, match="shape mismatch"):
+            rec(srgb, exif=photo.exif)
+    assert is_out_of_memory(MemoryError()) and is_out_of_memory(RuntimeError("CUDNN_STATUS_ALLOC_FAILED"))
+    assert not is_out_of_memory(RuntimeError("invalid argument"))

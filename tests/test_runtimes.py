@@ -262,3 +262,22 @@ def test_tensorrt_runner_matches_ort(model, tmp_path):
     assert runner.rebuilt_because == ["not cached"]
     with open_runner(model[0], "trt", precision="fp32", tile=64, batch=2, cache_dir=tmp_path) as again:
         assert again.rebuilt_because == []  # the cached engine was used
+
+
+def test_tensorrt_runner_falls_back_to_tensorrt_for_rtx(monkeypatch):
+    """No `tensorrt` but `tensorrt_rtx` installed: the runner imports it and switches Polygraphy to it;
+    neither: one error naming both installs."""
+    import types
+
+    from polygraphy import config
+
+    from rawedge.runtimes.base import BackendMissing
+    from rawedge.runtimes.tensorrt import import_tensorrt
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` raises ImportError
+    monkeypatch.setattr(config, "USE_TENSORRT_RTX", False)
+    monkeypatch.setitem(sys.modules, "tensorrt_rtx", types.SimpleNamespace(__name__="tensorrt_rtx", __version__="1.7"))
+    assert import_tensorrt().__name__ == "tensorrt_rtx" and config.USE_TENSORRT_RTX
+    monkeypatch.setitem(sys.modules, "tensorrt_rtx", None)
+    with pytest.raises(BackendMissing, match="tensorrt-rtx-cu12-bindings"):
+        import_tensorrt()
