@@ -17,7 +17,6 @@ invisibly. The raised-cosine window gives the inner border pixels almost no weig
 from __future__ import annotations
 
 import logging
-
 import os
 from collections.abc import Iterable, Iterator
 
@@ -43,7 +42,6 @@ from .plan import (
     model_constants,
     pick_profile,
 )
-
 
 LOG = logging.getLogger("rawedge.runtimes")
 OOM_MARKERS = ("outofmemory", "cudaerrormemoryallocation", "failedtoallocate", "alloc_failed", "bad_alloc")

@@ -11,8 +11,8 @@ without a GPU)."""
 from __future__ import annotations
 
 import ctypes
-import importlib
 import hashlib
+import importlib
 import json
 import os
 from pathlib import Path

@@ -270,7 +270,6 @@ def test_tensorrt_runner_falls_back_to_tensorrt_for_rtx(monkeypatch):
     import types
 
     from polygraphy import config
-
     from rawedge.runtimes.base import BackendMissing
     from rawedge.runtimes.tensorrt import import_tensorrt
 
