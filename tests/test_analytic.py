@@ -5,11 +5,8 @@ from rawedge.io.dng import write_dng
 from rawedge.io.raw import read_raw
 from rawedge.io.render import render_raw
 from rawedge.isp.pipeline import process, unprocess
+from rawedge.metrics import psnr
 from rawedge.types import CameraProfile, RawImage
-
-
-def _psnr(a, b):
-    return float(-10 * np.log10(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2) + 1e-20))
 
 
 def test_unprocess_inverts_process_on_smooth_images():
@@ -21,7 +18,7 @@ def test_unprocess_inverts_process_on_smooth_images():
     m = mosaic(mosaic_rgb, prof.cfa)
     srgb = process(m, prof.cfa, np.array([1.8, 1.0, 1.5]), prof.cam2rgb())
     back = unprocess(srgb, prof, np.array([1.8, 1.0, 1.5]))
-    assert _psnr(back[2:-2, 2:-2], m[2:-2, 2:-2]) > 45
+    assert psnr(back[2:-2, 2:-2], m[2:-2, 2:-2]) > 45
 
 
 def test_render_unprocess_render_real_files(canon_raw, kodak_raw, tmp_path):
@@ -29,7 +26,7 @@ def test_render_unprocess_render_real_files(canon_raw, kodak_raw, tmp_path):
         raw = read_raw(path)
         srgb = render_raw(path).astype(np.float32) / 255
         mosaic = unprocess(srgb, raw.profile, raw.wb_gains())
-        assert _psnr(mosaic, raw.normalized()) > 28.0
+        assert psnr(mosaic, raw.normalized()) > 28.0
         write_dng(tmp_path / "u.dng", RawImage.from_normalized(mosaic, raw.profile, raw.wb_gains(), raw.exif))
         again = render_raw(tmp_path / "u.dng").astype(np.float32) / 255
-        assert _psnr(again, srgb) > floor, path.name
+        assert psnr(again, srgb) > floor, path.name

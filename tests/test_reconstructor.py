@@ -16,14 +16,10 @@ from rawedge.io.photo import read_photo
 from rawedge.isp.ops import pack, unpack
 from rawedge.isp.pipeline import unprocess
 from rawedge.metadata.schema import ModelMeta
+from rawedge.metrics import psnr
 from rawedge.tiling import Frame, TileGrid, axis_starts, reflect_index
 from rawedge.types import BAYER_PATTERNS, CameraProfile, Exif, RawImage
 from tests.conftest import SAMPLE_JPEG, map_in_threads
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 @pytest.fixture(scope="module")
