@@ -71,7 +71,11 @@ class Frame:
         return reflect_index(np.arange(start, stop) - self.dx, self.w)
 
     def gather(self, img: np.ndarray, y0: int, x0: int, th: int, tw: int) -> np.ndarray:
-        """The frame region [y0:y0+th, x0:x0+tw] of photo ``img`` (HxWxC), in img's dtype."""
+        """The frame region [y0:y0+th, x0:x0+tw] of photo ``img`` (HxWxC), in img's dtype: a view where
+        the region lies inside the photo (most tiles), a reflected copy where it reaches the padding."""
+        r0, c0 = y0 - self.dy, x0 - self.dx
+        if r0 >= 0 and c0 >= 0 and r0 + th <= self.h and c0 + tw <= self.w:
+            return img[r0:r0 + th, c0:c0 + tw]
         return img[self.rows(y0, y0 + th)[:, None], self.cols(x0, x0 + tw)[None, :]]
 
 

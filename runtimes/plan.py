@@ -169,7 +169,10 @@ class Plan:
         for start in range(0, len(positions), self.batch):
             chunk = positions[start:start + self.batch]
             tiles = np.stack([self.frame.gather(self.srgb, y0, x0, th, tw) for _, _, y0, x0 in chunk])
-            tiles = np.clip(tiles.astype(np.float32) / scale, 0.0, 1.0).transpose(0, 3, 1, 2)
+            tiles = tiles.astype(np.float32) / scale
+            if self.srgb.dtype.kind == "f":  # uint8 / 255 and uint16 / 65535 are in [0, 1] already
+                np.clip(tiles, 0.0, 1.0, out=tiles)
+            tiles = tiles.transpose(0, 3, 1, 2)
             run_n = self.static_batch or len(chunk)
             if run_n > len(chunk):  # fixed-batch model: pad with copies of the last tile
                 tiles = np.concatenate([tiles, np.repeat(tiles[-1:], run_n - len(chunk), axis=0)])
