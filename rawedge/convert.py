@@ -48,11 +48,10 @@ def convert_photo(rec, photo_path: Path, target: Path, fmt: str, camera=None, co
 
 
 def convert_photos(rec, jobs, fmt: str, camera=None, confidence: bool = False, preview: bool = False,
-                   max_pixels: int | None = None, progress=None, first: Future | None = None):
+                   max_pixels: int | None = None, progress=None):
     """Yield ``(photo_path, Converted or the exception it raised)`` for each ``(photo_path, target)`` of
     ``jobs``, in order, with :func:`convert_photo`'s options. A result is yielded before the next photo's
-    files are written, so a caller that stops at a failure leaves no output it was not told of.
-    ``first``: the first photo's :func:`read_first` already under way (started while the model loaded)."""
+    files are written, so a caller that stops at a failure leaves no output it was not told of."""
     from rawedge.io.photo import read_photo
 
     jobs = iter(jobs)
@@ -60,12 +59,9 @@ def convert_photos(rec, jobs, fmt: str, camera=None, confidence: bool = False, p
         reads: deque = deque()
 
         def read_next() -> None:
-            nonlocal first
             job = next(jobs, None)
             if job is not None:
-                decoding = first or reader.submit(read_photo, job[0], max_pixels=max_pixels)
-                reads.append((job, decoding))
-                first = None
+                reads.append((job, reader.submit(read_photo, job[0], max_pixels=max_pixels)))
 
         read_next()
         pending = None  # (photo path, the write in flight or the failure)
@@ -87,17 +83,6 @@ def convert_photos(rec, jobs, fmt: str, camera=None, confidence: bool = False, p
             pending = (photo_path, outcome)
         if pending is not None:
             yield _settle(*pending)
-
-
-def read_first(photo_path: Path, max_pixels: int | None = None) -> Future:
-    """Start decoding ``photo_path`` on a thread of its own (the JPEG decodes while the model loads); hand
-    the future to :func:`convert_photos` as ``first``."""
-    from rawedge.io.photo import read_photo
-
-    pool = ThreadPoolExecutor(1, "rawedge-first")
-    future = pool.submit(read_photo, photo_path, max_pixels=max_pixels)
-    pool.shutdown(wait=False)
-    return future
 
 
 def _settle(photo_path: Path, outcome):

@@ -8,20 +8,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-ROUND_TRIP_ROWS = 256  # even: a strip keeps the CFA phase
+ROUND_TRIP_PIXELS = 1 << 20  # per strip (rows even: a strip keeps the CFA phase): memory independent of size
 
 
-def round_trip(raw, srgb: np.ndarray, step: int = 0, rows: int = ROUND_TRIP_ROWS, workers: int | None = None):
+def round_trip(raw, srgb: np.ndarray, step: int = 0, rows: int | None = None, workers: int | None = None):
     """(PSNR in dB, the rendered-back image subsampled by ``step`` or None): the result rendered back to
     sRGB by rawedge's analytic ISP (rawedge.isp.pipeline.process: bilinear demosaic, the RawImage's white
     balance and camera->sRGB matrix) against the input photo. In strips of rows with a 2-row margin, so
     memory stays near a strip per worker; strips run on ``workers`` threads (default: every core; numpy
     releases the GIL) and their sums are added in row order, so the figure, rawedge.metrics.psnr of the
-    whole images, does not depend on the number of threads."""
+    whole images, does not depend on the number of threads. ``rows``: per strip (default: about
+    ROUND_TRIP_PIXELS pixels a strip, so memory does not grow with the photo's width)."""
     from rawedge.isp.pipeline import process
     from rawedge.metrics import psnr_from_mse
 
-    h = raw.bayer.shape[0]
+    h, w = raw.bayer.shape
+    rows = rows or max(16, ROUND_TRIP_PIXELS // max(w, 1) // 2 * 2)
     scale = np.float32(255.0 if srgb.dtype == np.uint8 else 65535.0)
     gains, cam2rgb = raw.wb_gains(), raw.profile.cam2rgb()
 
