@@ -408,3 +408,26 @@ def test_ort_calibration_methods(model, photos, tmp_path, method):
         got = runner.infer(feed)["raw"]
     assert json.loads((tmp_path / "ranges.json").read_text())  # ranges cached once, reused by every attempt
     assert 0 < np.abs(got - ref).max() < 0.05
+
+
+def test_float_nodes_read_the_float_tensor_after_qdq(tmp_path):
+    """ONNX Runtime shares one Q/DQ pair among all consumers of a tensor: a node kept in float must read
+    the float tensor again, a quantized one keeps its dequantized input."""
+    import onnx
+    from onnx import TensorProto, helper
+    from rawedge.calibration.ort_quant import float_inputs_for_float_nodes
+
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.01])
+    zero = helper.make_tensor("z", TensorProto.UINT8, [], [0])
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xdq"], name="dq"),
+             helper.make_node("Relu", ["xdq"], ["a"], name="quantized_relu"),
+             helper.make_node("Add", ["xdq", "a"], ["y"], name="float_add")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [scale, zero])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), path)
+    assert float_inputs_for_float_nodes(path, {"float_add"}) == 1
+    by_name = {n.name: n for n in onnx.load(path).graph.node}
+    assert list(by_name["float_add"].input) == ["x", "a"] and list(by_name["quantized_relu"].input) == ["xdq"]
+    assert float_inputs_for_float_nodes(path, {"float_add"}) == 0  # nothing left to restore
