@@ -273,7 +273,8 @@ class Gate:
 
     def _summarise(self, images: list[dict], worst: dict, times: dict) -> GateResult:
         measured = all("psnr_truth_reference_db" in im for im in images)
-        mean = lambda key: float(np.mean([im[key] for im in images]))
+        def mean(key: str) -> float:
+            return float(np.mean([im[key] for im in images]))
         if measured:
             drop = mean("psnr_truth_reference_db") - mean("psnr_truth_int8_db")
         else:

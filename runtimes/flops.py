@@ -89,7 +89,8 @@ def srgb_dependent(graph: Graph, source: str = "srgb") -> set[int]:
 def node_flops(node: Node, in_shapes: list, out_shapes: list) -> tuple[float, float]:
     """(matmul-class FLOPs, elementwise FLOPs) of one node from its input and output shapes."""
     op = node.op_type
-    size = lambda s: float(math.prod(s)) if s is not None else 0.0
+    def size(s) -> float:
+        return float(math.prod(s)) if s is not None else 0.0
     out0 = size(out_shapes[0]) if out_shapes else 0.0
     has_bias = len(node.inputs) > 2 and bool(node.inputs[2])
     if op == "Conv":
