@@ -173,6 +173,10 @@ def main() -> None:
                         help="share of plain-like engine looks in the pool (rawedge.data.mix.MixOptions)")
     parser.add_argument("--libraw", type=int, default=2, help="LibRaw renderings per RAW file in the pool "
                                                                "(the first round used 1 and --plain-fraction 0)")
+    parser.add_argument("--libraw-default", type=int, default=0,
+                        help="LibRaw default renderings per RAW file in the pool (MixOptions.libraw_default)")
+    parser.add_argument("--overexposed", type=int, default=0,
+                        help="engine renderings of the mosaic pushed 0.5-1.5 stops brighter (MixOptions.overexposed)")
     parser.add_argument("--eval-from", type=Path,
                         help="reuse another work folder's held-out renderings (same images for both runs)")
     parser.add_argument("--all", action="store_true",
@@ -186,7 +190,8 @@ def main() -> None:
 
         if args.eval_from and not (work / "eval").exists():
             (work / "eval").symlink_to((args.eval_from / "eval").resolve())
-        build_data(work, MixOptions(libraw=args.libraw, plain_fraction=args.plain_fraction))
+        build_data(work, MixOptions(libraw=args.libraw, plain_fraction=args.plain_fraction,
+                                    libraw_default=args.libraw_default, overexposed=args.overexposed))
     for family in args.families:
         if args.table_only:
             path = work / f"fold-{family}" / "report.json"

@@ -110,3 +110,24 @@ def test_pool_style_share_of_plain_looks():
     assert all(_pool_style(rng, MixOptions(plain_fraction=1.0)) in PLAIN_LIKE_STYLES for _ in range(20))
     half = [_pool_style(rng, MixOptions(plain_fraction=0.5)) for _ in range(400)]
     assert 150 < sum(s is not None for s in half) < 250
+
+
+@needs_shared
+def test_pool_options_for_default_renderings_and_overexposed_captures(tmp_path):
+    """libraw_default adds LibRaw's default look of each file; overexposed adds an engine rendering of the
+    mosaic pushed brighter and clipped, whose target mosaic is that brighter one (not the file's)."""
+    from PIL import Image
+
+    from rawedge.data.mix import MixOptions, build_pool
+
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    (raws / "Canon_PowerShot_G2_CRW_0304.CRW").symlink_to(RAW_DIR / "Canon_PowerShot_G2_CRW_0304.CRW")
+    options = MixOptions(libraw=0, engine=0, crosscam=0, synthetic=0, max_side=256, libraw_default=1, overexposed=1)
+    pool = build_pool([raws], None, tmp_path / "pool", options)
+    by_kind = {s.kind: s for s in pool.samples if s.kind in ("libraw_default", "engine")}
+    assert set(by_kind) == {"libraw_default", "engine"} and by_kind["libraw_default"].settings["auto_bright"]
+    over, default = by_kind["engine"], by_kind["libraw_default"]
+    assert over.raw != default.raw  # its own, brighter target
+    level = {k: np.asarray(Image.open(tmp_path / "pool" / s.raw), np.float64).mean() for k, s in by_kind.items()}
+    assert level["engine"] > 1.3 * level["libraw_default"]
