@@ -86,9 +86,7 @@ class OrtQuantizer(Quantizer):
         """For the ``network`` scope, the nodes between weighted layers (calibration.base.network_region)."""
         if self.scope != "network":
             return None
-        import onnx
-
-        graph = onnx.load(os.fspath(self.preprocessed), load_external_data=False).graph
+        graph = self._float_graph()
         consumers: dict[str, list[str]] = {}
         for node in graph.node:
             for name in node.input:
@@ -148,10 +146,15 @@ class OrtQuantizer(Quantizer):
         log(f"collected {self.method} ranges of {len(calib.feeds)} tiles")
 
     def layers(self) -> list[str]:
-        import onnx
+        return [n.name for n in self._float_graph().node if n.op_type in LAYER_TYPES and n.name]
 
-        proto = onnx.load(os.fspath(self.preprocessed), load_external_data=False)
-        return [n.name for n in proto.graph.node if n.op_type in LAYER_TYPES and n.name]
+    def _float_graph(self):
+        """The pre-processed float graph, read once (region, layers and float nodes all come from it)."""
+        if getattr(self, "_graph", None) is None:
+            import onnx
+
+            self._graph = onnx.load(os.fspath(self.preprocessed), load_external_data=False).graph
+        return self._graph
 
     def quantize(self, output: Path, keep=(), first: bool = False) -> Path:
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -169,16 +172,11 @@ class OrtQuantizer(Quantizer):
                             weight_type=getattr(QuantType, s["weight_type"]), nodes_to_quantize=self._nodes,
                             nodes_to_exclude=list(keep),
                             calibrate_method=self._method, extra_options=self.extra_options(s), **kwargs)
-        float_nodes = set(keep) | ({n for n in self.layers_and_ops() if n not in self._nodes} if self._nodes else set())
+        nodes = {n.name for n in self._float_graph().node}
+        float_nodes = set(keep) | (nodes - set(self._nodes) if self._nodes else set())
         rewired = float_inputs_for_float_nodes(output, float_nodes)
         self.facts["float_inputs_restored"] = rewired
         return output
-
-    def layers_and_ops(self) -> list[str]:
-        """Every node name of the model to quantize (the float graph after pre-processing)."""
-        import onnx
-
-        return [n.name for n in onnx.load(os.fspath(self.preprocessed), load_external_data=False).graph.node]
 
     def open_runner(self, artefact: Path, **opts) -> Runner:
         from rawedge.runtimes.ort import OrtRunner
