@@ -18,6 +18,16 @@ Two options bring in what ParamISP learns globally, at almost no cost per pixel:
   the network has nothing reliable to add the output stays at the analytic inverse; and an extra output
   ``sigma`` [N,4,H/2,W/2] (DESIGN.md), the predicted standard deviation of the RAW error, trained with a
   Gaussian likelihood on the detached error (rawedge.losses.confidence) and blended by the runtimes.
+* ``tone_input``: what the global tone is predicted from. ``"all"``: the whole global vector (thumbnail
+  CNN, EXIF, prior statistics). ``"stats"``: the prior statistics only. From a few hundred training
+  pairs the thumbnail CNN can memorise each photo's exposure and curve, and then applies a confident,
+  wrong tone to a camera it never saw (issue 13's fourth round: the same gamma 0.7 on every rendering of a
+  held-out GoPro); five camera-independent numbers cannot memorise much.
+* ``prior_blend`` (lambda in [0, 1], default 1): the output is ``analytic + lambda * (raw - analytic)``, a
+  fixed hedge toward the analytic inverse for cameras the network never saw. It is not learned: training on
+  a few cameras cannot tell how far to trust itself on others. It is chosen after training by nested
+  leave-one-family-out (benchmarks/lofo.py ``--inner``): models trained without two families pick, on the
+  family they did not see, the lambda with the best worst-camera gain (rawedge.training.blend).
 """
 from __future__ import annotations
 
@@ -81,11 +91,21 @@ class ThumbEncoder(nn.Module):
 @register_model("unet")
 class UNet(ReverseISP):
     default_config: ClassVar[dict] = {"width": 16, "depth": 3, "exif_dim": 0, "global_tone": False, "exif_dropout": 0.2,
-                                      "prior_stats": False, "confidence": False}
+                                      "prior_stats": False, "confidence": False,
+                                      "prior_blend": 1.0, "tone_input": "all"}
 
     def __init__(self, width: int = 16, depth: int = 3, exif_dim: int = 0, global_tone: bool = False,
-                 exif_dropout: float = 0.2, prior_stats: bool = False, confidence: bool = False):
+                 exif_dropout: float = 0.2, prior_stats: bool = False, confidence: bool = False,
+                 prior_blend: float = 1.0, tone_input: str = "all"):
         super().__init__()
+        if tone_input not in ("all", "stats"):
+            raise ValueError(f"tone_input must be 'all' or 'stats', got {tone_input!r}")
+        if tone_input == "stats" and not (prior_stats and global_tone):
+            raise ValueError("tone_input='stats' needs prior_stats and global_tone")
+        self.tone_input = tone_input
+        if not 0.0 <= float(prior_blend) <= 1.0:
+            raise ValueError(f"prior_blend must be in [0, 1], got {prior_blend}")
+        self.prior_blend = float(prior_blend)
         self.confidence = bool(confidence)
         if self.confidence:
             self.output_names = ("raw", "sigma")
@@ -112,25 +132,34 @@ class UNet(ReverseISP):
             nn.init.zeros_(self.tone.weight)
             nn.init.zeros_(self.tone.bias)
 
-    def global_vector(self, thumb, exif, wb, cam2rgb, rgb2cam) -> torch.Tensor:
-        """[N, C] image-wide features from the thumbnail (and the EXIF embedding when enabled)."""
+    def global_features(self, thumb, exif, wb, cam2rgb, rgb2cam) -> tuple[torch.Tensor, torch.Tensor]:
+        """([N, C] image-wide features, [N, C] what the global tone reads: the same vector, or with
+        ``tone_input="stats"`` the prior statistics' part of it)."""
         g = self.thumb(thumb)
         if self.paramnet is not None:
             g = g + self.exif_proj(self.paramnet(exif, wb, cam2rgb, rgb2cam))
-        if self.stats_proj is not None:
-            g = g + self.stats_proj(prior_statistics(thumb, wb, rgb2cam))
-        return g
+        if self.stats_proj is None:
+            return g, g
+        s = self.stats_proj(prior_statistics(thumb, wb, rgb2cam))
+        return g + s, (s if self.tone_input == "stats" else g + s)
 
     def toned_prior(self, prior: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """``gain * prior ** gamma`` per channel, both from ``g`` (the tone's input features)."""
         if self.tone is None:
             return prior
         t = self.tone(g)[:, :, None, None].clamp(-TONE_LIMIT, TONE_LIMIT)  # finite gains and gammas
         return (torch.exp(t[:, :4]) * prior.clamp(min=1e-6).pow(torch.exp(t[:, 4:]))).clamp(0.0, 1.0)
 
+    def hedged(self, raw: torch.Tensor, analytic: torch.Tensor) -> torch.Tensor:
+        """``analytic + prior_blend * (raw - analytic)``; both in [0, 1], so the blend is too."""
+        if self.prior_blend == 1.0:
+            return raw
+        return analytic + self.prior_blend * (raw - analytic)
+
     def forward(self, srgb, thumb, exif, wb, cam2rgb, rgb2cam):
-        g = self.global_vector(thumb, exif, wb, cam2rgb, rgb2cam)
+        g, tone_features = self.global_features(thumb, exif, wb, cam2rgb, rgb2cam)
         analytic = analytic_packed(srgb, wb, rgb2cam)
-        prior = self.toned_prior(analytic, g)
+        prior = self.toned_prior(analytic, tone_features)
         x = self.head(torch.cat([F.pixel_unshuffle(srgb, 2), prior], dim=1))
         skips = [x]
         for down, enc in zip(self.downs, self.enc):
@@ -141,9 +170,9 @@ class UNet(ReverseISP):
             x = dec(torch.cat([up(x), skip], dim=1))
         head = self.tail(x)
         if not self.confidence:
-            return {"raw": (prior + head).clamp(0.0, 1.0)}
+            return {"raw": self.hedged((prior + head).clamp(0.0, 1.0), analytic)}
         refined = prior + head[:, :4]
         alpha = torch.sigmoid(head[:, 4:5] + 2.0)  # starts near 0.88: refinements pass until shown unreliable
-        raw = (analytic + alpha * (refined - analytic)).clamp(0.0, 1.0)
+        raw = self.hedged((analytic + alpha * (refined - analytic)).clamp(0.0, 1.0), analytic)
         sigma = SIGMA_SCALE * torch.exp(6.0 * torch.tanh(head[:, 5:9] / 6.0))  # 5e-5..8, smooth (never stuck)
         return {"raw": raw, "sigma": sigma, "alpha": alpha, "analytic": analytic}

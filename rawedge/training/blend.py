@@ -1,0 +1,114 @@
+"""How far to trust a learned model on cameras it never saw: the hedge ``prior_blend`` (rawedge.models.unet).
+
+A model that learned a few cameras extrapolates to others with confidence it has not earned (the fourth
+round of issue 13: a global tone it applies to every rendering of an unseen camera). Its output can be
+hedged toward the analytic inverse, ``analytic + lambda * (model - analytic)``: the analytic inverse is
+exact for a plain rendering, the model wins on curved, brightened and camera-engine renderings, and the
+blend of the two is often better than either (their errors are far from perfectly correlated).
+
+Lambda must not be chosen on the cameras it is reported on. :func:`sweep` scores one forward pass of a
+model at every lambda of a grid (the blend is linear in the model's output, so one pass serves all), and
+:func:`choose` picks, from sweeps of models on families *they* did not see, the lambda whose worst camera
+gains most over the analytic inverse (RAW and edited-sRGB PSNR, the two numbers of issue 13); the mean
+gain breaks ties. In the leave-one-family-out protocol the sweeps that choose lambda for the fold holding
+out F come from models trained without F and one other family, scored on that other family (nested:
+F's images are never looked at); the default, trained on every family, takes the lambda the three
+outer folds choose.
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import numpy as np
+
+GRID = tuple(round(0.1 * k, 1) for k in range(11))  # 0.0, 0.1, ..., 1.0
+
+
+def sweep(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, grid=GRID, center_crop: int | None = None,
+          split: str = "val", tile: int = 512, overlap: int = 64, on_step=None) -> list[dict]:
+    """Per image: {"id", "camera", "kind", "family", "raw": [PSNR per lambda], "srgb": [...]} where the RAW
+    PSNR is on packed RGGB and the sRGB PSNR after the default edit (``rawedge eval``'s conventions); the
+    analytic inverse is lambda = 0. The checkpoint's own ``prior_blend`` is ignored (taken as 1)."""
+    import torch
+
+    from rawedge.data.dataset import PairDataset
+    from rawedge.isp.ops import pack
+    from rawedge.losses.edit_aware import fixed_edits, render_edit
+    from rawedge.metrics import psnr
+    from rawedge.models.registry import create_model
+    from rawedge.training.evaluate import load_model, open_reconstructor, reconstruct_item
+
+    model, _, ckpt = load_model(os.fspath(checkpoint), torch.device("cpu"))
+    if hasattr(model, "prior_blend"):
+        model.prior_blend = 1.0
+    model = open_reconstructor(model, ckpt, "cpu", tile, overlap)
+    analytic = open_reconstructor(create_model("analytic").eval(), {}, "cpu", max(tile, 2048), 0)
+    default_edit = fixed_edits()[0]
+    dataset = PairDataset(data_dir, split, crop=None, cache=False)
+    rows = []
+    with model, analytic, torch.no_grad():
+        for j, sample in enumerate(dataset.samples):
+            if on_step:
+                on_step(sample.id)
+            item = dataset.full_item(j, center_crop=center_crop)
+            learned = pack(reconstruct_item(model, item, sample).mosaic(), "RGGB")
+            prior = pack(reconstruct_item(analytic, item, sample).mosaic(), "RGGB")
+            truth = item["raw"].numpy()
+            preds = np.stack([prior + lam * (learned - prior) for lam in grid])
+            stack = torch.from_numpy(np.concatenate([truth[None], preds]).astype(np.float32))
+            n = len(stack)
+            rendered = render_edit(stack, item["wb"][None].expand(n, 3), item["cam2rgb"][None].expand(n, 3, 3),
+                                   default_edit).numpy()
+            rows.append({"id": sample.id, "camera": sample.camera, "kind": sample.kind,
+                         "family": sample.settings.get("source_family"),
+                         "raw": [psnr(p, truth) for p in preds],
+                         "srgb": [psnr(r, rendered[0]) for r in rendered[1:]]})
+    return rows
+
+
+def camera_gains(rows: list[dict]) -> dict[str, dict[str, np.ndarray]]:
+    """{camera: {"raw": gain per lambda, "srgb": gain per lambda}}: mean PSNR over the camera's images
+    minus the analytic inverse's (lambda = 0, the first grid point)."""
+    by_camera = defaultdict(list)
+    for r in rows:
+        by_camera[r["camera"]].append(r)
+    out = {}
+    for cam, rs in sorted(by_camera.items()):
+        out[cam] = {key: np.mean([r[key] for r in rs], axis=0) - np.mean([r[key][0] for r in rs])
+                    for key in ("raw", "srgb")}
+    return out
+
+
+def choose(rows: list[dict], grid=GRID) -> tuple[float, dict]:
+    """(lambda, evidence): the grid point maximising the worst camera's gain (the smaller of its RAW and
+    sRGB gains) over ``rows`` (images of cameras the swept models did not see); ties (within 0.01 dB) go
+    to the larger mean gain. ``rows`` must hold lambda = 0 first."""
+    if not rows:
+        raise ValueError("choose needs sweep rows of at least one image")
+    if grid[0] != 0.0:
+        raise ValueError("the grid must start at 0 (the analytic inverse)")
+    gains = camera_gains(rows)
+    worst = np.min([np.minimum(g["raw"], g["srgb"]) for g in gains.values()], axis=0)
+    mean = np.mean([(g["raw"] + g["srgb"]) / 2 for g in gains.values()], axis=0)
+    best = max(range(len(grid)), key=lambda k: (round(float(worst[k]) / 0.01), float(mean[k])))
+    evidence = {"grid": list(grid), "worst_camera_gain_db": [round(float(x), 3) for x in worst],
+                "mean_gain_db": [round(float(x), 3) for x in mean],
+                "cameras": {cam: {k: [round(float(x), 3) for x in v] for k, v in g.items()}
+                            for cam, g in gains.items()}}
+    return float(grid[best]), evidence
+
+
+def with_blend(checkpoint: str | os.PathLike, lam: float, out: str | os.PathLike, evidence: dict | None = None):
+    """A copy of ``checkpoint`` whose model config carries ``prior_blend = lam`` (and the evidence it was
+    chosen on, under ``extra.prior_blend``), so export and every runtime apply the same hedge."""
+    from rawedge.models.checkpoint import load_checkpoint, save_checkpoint
+
+    model, ckpt = load_checkpoint(checkpoint)
+    if "prior_blend" not in model.config:
+        raise ValueError(f"{checkpoint}: model {ckpt['model_name']!r} has no prior_blend option")
+    model.config = {**model.config, "prior_blend": float(lam)}
+    model.prior_blend = float(lam)
+    save_checkpoint(out, model, camera_profiles=ckpt.get("camera_profiles"), recipe=ckpt.get("recipe"),
+                    metrics=ckpt.get("metrics"),
+                    extra={**(ckpt.get("extra") or {}), "prior_blend": {"value": float(lam), **(evidence or {})}})

@@ -1,0 +1,98 @@
+"""The hedge toward the analytic inverse (rawedge.training.blend, UNet ``prior_blend``)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rawedge.training.blend import GRID, camera_gains, choose, sweep, with_blend
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory):
+    from rawedge.data.pairs import make_toy_data
+
+    path = tmp_path_factory.mktemp("toy") / "pairs"
+    make_toy_data(path, count=4, size=(64, 96), seed=3)
+    return path
+
+
+@pytest.fixture(scope="module")
+def offset_unet(tmp_path_factory):
+    """A tiny confidence U-Net whose output is offset from the analytic inverse."""
+    from rawedge.models.checkpoint import save_checkpoint
+    from rawedge.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", width=4, depth=1, confidence=True)
+    with torch.no_grad():
+        model.tail.bias[:4].fill_(0.03)
+    path = tmp_path_factory.mktemp("ckpt") / "offset.pt"
+    save_checkpoint(path, model, recipe={"name": "test"})
+    return path
+
+
+def _rows(camera_gain_slopes):
+    """Sweep rows whose PSNR is a made-up function of lambda per camera (analytic = 30 dB)."""
+    rows = []
+    for cam, curve in camera_gain_slopes.items():
+        values = [30.0 + curve(lam) for lam in GRID]
+        rows.append({"id": cam, "camera": cam, "kind": "libraw", "family": "f", "raw": values, "srgb": values})
+    return rows
+
+
+def test_choose_maximises_the_worst_camera():
+    rows = _rows({"good": lambda lam: 4.0 * lam,  # the model helps this camera more the more it is trusted
+                  "bad": lambda lam: 2.0 * lam - 4.0 * lam**2})  # a gain up to lambda 0.25, a loss beyond 0.5
+    lam, evidence = choose(rows)
+    assert lam in (0.2, 0.3)  # the worst camera peaks at 0.25
+    assert evidence["worst_camera_gain_db"][0] == 0.0  # lambda 0 is the analytic inverse itself
+    assert evidence["cameras"]["bad"]["raw"][10] == pytest.approx(-2.0)
+    assert choose(_rows({"good": lambda lam: 4.0 * lam}))[0] == 1.0
+    assert choose(_rows({"hurt": lambda lam: -lam}))[0] == 0.0
+
+
+def test_camera_gains_are_relative_to_the_analytic_inverse():
+    rows = _rows({"a": lambda lam: lam})
+    rows[0]["raw"] = [25.0 + lam for lam in GRID]  # another analytic level: gains are differences
+    gains = camera_gains(rows)
+    np.testing.assert_allclose(gains["a"]["raw"], np.asarray(GRID), atol=1e-12)
+    with pytest.raises(ValueError, match="at least one image"):
+        choose([])
+
+
+def test_blended_checkpoint_is_the_linear_hedge(offset_unet, tmp_path):
+    from rawedge.models.checkpoint import load_checkpoint
+    from rawedge.models.registry import create_model
+
+    out = tmp_path / "hedged.pt"
+    with_blend(offset_unet, 0.3, out, {"grid": [0.0, 0.3]})
+    hedged, ckpt = load_checkpoint(out)
+    full, _ = load_checkpoint(offset_unet)
+    assert ckpt["config"]["prior_blend"] == 0.3 and ckpt["extra"]["prior_blend"]["value"] == 0.3
+    g = torch.Generator().manual_seed(1)
+    inputs = (torch.rand(1, 3, 32, 32, generator=g), torch.rand(1, 3, 256, 256, generator=g),
+              torch.tensor([[0.01, 100.0, 4.0, 7.0]]), torch.tensor([[2.0, 1.0, 1.5]]), torch.eye(3)[None],
+              torch.eye(3)[None])
+    with torch.no_grad():
+        a, m, h = full(*inputs)["analytic"], full(*inputs)["raw"], hedged(*inputs)["raw"]
+    assert (m - a).abs().max() > 0.01  # the model does differ from its prior
+    torch.testing.assert_close(h, a + 0.3 * (m - a))
+    with pytest.raises(ValueError, match="prior_blend"):
+        create_model("unet", width=4, depth=1, prior_blend=1.5)
+
+
+def test_sweep_scores_every_lambda_from_one_pass(toy_dir, offset_unet):
+    from rawedge.training.evaluate import evaluate
+
+    rows = sweep(offset_unet, toy_dir, grid=(0.0, 0.5, 1.0))
+    report, _ = evaluate(str(offset_unet), toy_dir)
+    assert [r["id"] for r in rows] == [im["id"] for im in report["images"]]
+    for r, im in zip(rows, report["images"]):
+        assert len(r["raw"]) == 3
+        assert r["raw"][0] == pytest.approx(im["analytic"]["raw"]["psnr"], abs=1e-3)  # lambda 0: analytic
+        assert r["raw"][2] == pytest.approx(im["model"]["raw"]["psnr"], abs=1e-3)  # lambda 1: the model
+        assert r["srgb"][2] == pytest.approx(im["model"]["srgb"]["default"]["psnr"], abs=1e-3)
+        assert r["raw"][1] != pytest.approx(r["raw"][2], abs=1e-3)
