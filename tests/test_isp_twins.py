@@ -47,6 +47,24 @@ def test_demosaic_twins(cfa, rng):
     assert np.abs(got - mal).max() < 1e-6
 
 
+@pytest.mark.parametrize("cfa", CFAS)
+@pytest.mark.parametrize("shape", [(12, 14), (2, 2), (7, 9), (6, 5)])
+def test_bilinear_demosaic_against_scipy(cfa, shape, rng):
+    """The packed (even sizes) and full-resolution (odd) paths against a normalised convolution by
+    scipy.ndimage (mode "mirror" is numpy's reflect padding)."""
+    from scipy.ndimage import correlate
+
+    m = rng.random(shape)
+    kernel = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0])
+    channel = ops.cfa_channel_map(cfa, *shape)
+    want = np.empty(shape + (3,))
+    for c in range(3):
+        mask = (channel == c).astype(np.float64)
+        want[..., c] = np.where(mask > 0, m, correlate(m * mask, kernel, mode="mirror")
+                                / correlate(mask, kernel, mode="mirror"))
+    assert np.abs(ops.demosaic_bilinear(m.astype(np.float32), cfa) - want).max() < 1e-6
+
+
 def test_demosaic_recovers_flat_colour():
     rgb = np.ones((10, 10, 3), np.float32) * np.array([0.2, 0.5, 0.7], np.float32)
     for fn in (ops.demosaic_bilinear, ops.demosaic_malvar):

@@ -85,14 +85,54 @@ def _tent_same(img: np.ndarray) -> np.ndarray:
 
 
 def demosaic_bilinear(mosaic_img: np.ndarray, cfa: str) -> np.ndarray:
-    """Bilinear demosaic (normalised convolution per channel), HxW -> HxWx3."""
+    """Bilinear demosaic, HxW -> HxWx3: at each pixel a missing colour is the tent-weighted mean of its
+    3x3 neighbours of that colour (a normalised convolution with the kernel [1,2,1]x[1,2,1], reflect
+    padding). Even sizes take :func:`_bilinear_packed`, the same sums on the four CFA planes (a quarter
+    of the work); odd sizes the full-resolution normalised convolution."""
     h, w = mosaic_img.shape
     m = np.asarray(mosaic_img, dtype=np.float32)
+    if h % 2 == 0 and w % 2 == 0 and h >= 2 and w >= 2:
+        return _bilinear_packed(m, cfa)
     masks, dens = _bilinear_weights(cfa, h, w)
     out = np.empty((h, w, 3), dtype=np.float32)
     for c in range(3):
         num = _tent_same(m * masks[c])
         out[..., c] = np.where(masks[c] > 0, m, num / dens[c])
+    return out
+
+
+_TENT = {-1: 1, 0: 2, 1: 1}
+
+
+def _bilinear_packed(m: np.ndarray, cfa: str) -> np.ndarray:
+    """The bilinear demosaic of an even-sized mosaic from its four 2x2 phase planes. Reflect padding of
+    the full image is edge padding of each plane for the neighbours one pixel away (the pixel beyond
+    row 0 is row 1, the same phase plane's first row), so every output pixel is a fixed average of at
+    most four plane samples."""
+    h, w = m.shape
+    colour = np.array([{"R": 0, "G": 1, "B": 2}[c] for c in cfa]).reshape(2, 2)
+    planes = {(a, b): np.pad(m[a::2, b::2], 1, mode="edge") for a in (0, 1) for b in (0, 1)}
+    ph, pw = h // 2, w // 2
+    out = np.empty((h, w, 3), dtype=np.float32)
+    for a in (0, 1):
+        for b in (0, 1):
+            for c in range(3):
+                if colour[a, b] == c:
+                    out[a::2, b::2, c] = m[a::2, b::2]
+                    continue
+                total, weight = None, 0
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        pa, pb = (a + dy) % 2, (b + dx) % 2
+                        if colour[pa, pb] != c:
+                            continue
+                        oy, ox = 1 + (a + dy) // 2, 1 + (b + dx) // 2  # offsets into the padded plane
+                        k = _TENT[dy] * _TENT[dx]
+                        term = planes[pa, pb][oy:oy + ph, ox:ox + pw]
+                        term = term * np.float32(k) if k != 1 else term
+                        total = term.copy() if total is None else total.__iadd__(term)
+                        weight += k
+                out[a::2, b::2, c] = total * np.float32(1.0 / weight)
     return out
 
 
@@ -132,12 +172,13 @@ def srgb_to_linear(x: np.ndarray) -> np.ndarray:
 
 def linear_to_srgb(x: np.ndarray) -> np.ndarray:
     """sRGB transfer function; input clipped to [0, 1]."""
-    x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
-    out = np.power(np.maximum(x, np.float32(0.0031308)), np.float32(1 / 2.4))
+    x = np.asarray(x, dtype=np.float32)
+    low = x <= np.float32(0.0031308)
+    out = np.clip(x, np.float32(0.0031308), np.float32(1.0))  # one pass; the linear toe is written below
+    np.power(out, np.float32(1 / 2.4), out=out)
     out *= np.float32(1.055)
     out -= np.float32(0.055)
-    low = x <= np.float32(0.0031308)
-    out[low] = np.float32(12.92) * x[low]
+    out[low] = np.float32(12.92) * np.maximum(x[low], np.float32(0.0))
     return out
 
 

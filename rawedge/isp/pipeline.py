@@ -46,5 +46,6 @@ def process(mosaic_img: np.ndarray, cfa: str, wb_gains: np.ndarray, cam2rgb: np.
         rgb = ops.demosaic_malvar(mosaic_img, cfa)
     else:
         rgb = ops.demosaic_bilinear(mosaic_img, cfa)
-    rgb = np.clip(ops.apply_wb(rgb, ops.libraw_gains(wb_gains)), 0.0, 1.0)
+    rgb *= np.asarray(ops.libraw_gains(wb_gains), dtype=np.float32).reshape(1, 1, 3)  # in place: a 12 MP
+    np.clip(rgb, 0.0, 1.0, out=rgb)  # rendering back holds one HxWx3 buffer, not three
     return ops.linear_to_srgb(ops.apply_ccm(rgb, cam2rgb))
