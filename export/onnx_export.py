@@ -32,10 +32,12 @@ def default_output_path(checkpoint: str | os.PathLike, *, fp16: bool = False, st
 def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike | None = None, *, opset: int = 17,
                       fp16: bool = False, check: bool = True, static_tile: int | None = None,
                       ort_format: bool = False, photo: str | os.PathLike | None = None,
-                      exporter: str = "legacy", log=None) -> ModelMeta:
+                      exporter: str = "legacy", log=None, accuracy: str | os.PathLike | None = None) -> ModelMeta:
     """Export a rawedge checkpoint (``rawedge.models.checkpoint.save_checkpoint``); returns the embedded metadata.
 
-    ``log`` (e.g. ``print``) receives the progress and per-case parity lines."""
+    ``log`` (e.g. ``print``) receives the progress and per-case parity lines. ``accuracy``: a
+    `rawedge eval` report of these weights on held-out data; its mean and 90th-percentile RAW PSNR join
+    the metadata's metrics (rawedge.training.evaluate.heldout_accuracy), where the INT8 gate finds them."""
     from rawedge.models.checkpoint import load_checkpoint
 
     checkpoint = Path(checkpoint)
@@ -47,6 +49,17 @@ def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike |
     if checkpoint.exists() and output.exists() and output.resolve() == checkpoint.resolve():
         raise RawedgeError(output, "the output would overwrite the checkpoint")
     model, ckpt = load_checkpoint(checkpoint)
+    if accuracy is not None:
+        import json
+
+        from rawedge.training.evaluate import heldout_accuracy
+
+        try:
+            report = json.loads(Path(accuracy).read_text())
+        except (OSError, ValueError) as exc:
+            raise RawedgeError(accuracy, f"cannot read the evaluation report ({type(exc).__name__})") from None
+        ckpt = {**ckpt, "metrics": {**(ckpt.get("metrics") or {}),
+                                    **heldout_accuracy(report, ckpt.get("weights_sha256"), os.fspath(accuracy))}}
     try:
         return export_model(model, ckpt, output, opset=opset, fp16=fp16, check=check, static_tile=static_tile,
                             ort_format=ort_format, photo=photo, exporter=exporter, log=log)

@@ -353,6 +353,9 @@ def test_keep_schedule_and_drop_bound():
     meta = ModelMeta(model_name="unet", config={}, align=8, metrics={"val_raw_psnr": 31.5})
     assert reference_quality(meta) == (31.5, "model metadata metrics.val_raw_psnr")
     assert reference_quality(meta, 35.0)[0] == 35.0
+    held = ModelMeta(model_name="unet", config={}, align=8,
+                     metrics={"val_raw_psnr": 31.5, "heldout_raw_psnr_p90": 36.7})  # `rawedge export --accuracy`
+    assert reference_quality(held) == (36.7, "model metadata metrics.heldout_raw_psnr_p90")
 
 
 @pytest.fixture(scope="module")

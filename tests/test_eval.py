@@ -209,3 +209,32 @@ def test_eval_infer_and_validation_blend_alike(tiny_unet):
     inputs["srgb"] = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None]
     packed = predict_full(model, inputs, tile=64, overlap=16)["raw"][0].numpy()
     np.testing.assert_allclose(packed, pack(mosaics["torch"], "RGGB"), atol=1e-5, rtol=0)
+
+
+def test_heldout_accuracy_from_a_report_goes_into_the_export(toy_dir, checkpoint, tmp_path):
+    from rawedge.metadata.read import read_model_metadata
+    from rawedge.models.checkpoint import read_checkpoint
+    from rawedge.training.evaluate import evaluate, heldout_accuracy, write_report
+
+    report, _ = evaluate(str(checkpoint), toy_dir)
+    scores = [im["model"]["raw"]["psnr"] for im in report["images"]]
+    acc = heldout_accuracy(report)
+    assert acc["heldout_raw_psnr_p90"] == pytest.approx(float(np.percentile(scores, 90)))
+    assert min(scores) <= acc["heldout_raw_psnr_mean"] <= acc["heldout_raw_psnr_p90"] <= max(scores)
+    with pytest.raises(RawedgeError, match="not this checkpoint"):
+        heldout_accuracy(report, "0" * 64)
+    with pytest.raises(RawedgeError, match="not a rawedge eval report"):
+        heldout_accuracy({"format": "other"})
+    path = tmp_path / "report.json"
+    write_report(report, path)
+    from rawedge.export import export_checkpoint
+
+    export_checkpoint(checkpoint, tmp_path / "m.onnx", check=False, accuracy=path)
+    metrics = read_model_metadata(tmp_path / "m.onnx").metrics
+    assert metrics["heldout_raw_psnr_p90"] == pytest.approx(acc["heldout_raw_psnr_p90"])
+    assert read_checkpoint(checkpoint)["metrics"].get("heldout_raw_psnr_p90") is None  # the checkpoint is untouched
+    other = dict(report, model={**report["model"], "weights_sha256": "f" * 64})
+    write_report(other, tmp_path / "other.json")
+    with pytest.raises(RawedgeError, match="not this checkpoint"):
+        export_checkpoint(checkpoint, tmp_path / "n.onnx", check=False, accuracy=tmp_path / "other.json")
+    assert not (tmp_path / "n.onnx").exists()

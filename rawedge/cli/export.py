@@ -17,8 +17,11 @@ import click
 @click.option("--photo", type=click.Path(dir_okay=False), help="Photo for the check (default: samples/boxes_s40.jpg).")
 @click.option("--exporter", type=click.Choice(["legacy", "dynamo"]), default="legacy", show_default=True,
               help="PyTorch exporter (dynamo needs onnxscript and --opset 18 or newer).")
+@click.option("--accuracy", type=click.Path(dir_okay=False),
+              help="A `rawedge eval` report of this checkpoint on held-out data: its RAW PSNR (mean, 90th "
+                   "percentile) goes into the metadata, where `rawedge calibrate` bounds INT8 drops on photos.")
 @click.option("--overwrite", is_flag=True, help="Replace the output (and its .ort) if it exists (default: refuse).")
-def export(checkpoint, output, opset, fp16, check, static_tile, ort_format, photo, exporter, overwrite):
+def export(checkpoint, output, opset, fp16, check, static_tile, ort_format, photo, exporter, accuracy, overwrite):
     """Export a trained checkpoint to one self-describing ONNX file.
 
     The file has the six contract inputs (srgb, thumb, exif, wb, cam2rgb, rgb2cam) with dynamic batch,
@@ -36,4 +39,5 @@ def export(checkpoint, output, opset, fp16, check, static_tile, ort_format, phot
     target = Path(output) if output else default_output_path(checkpoint, fp16=fp16, static_tile=static_tile)
     refuse_existing([target] + ([target.with_suffix(".ort")] if ort_format else []), overwrite)
     export_checkpoint(checkpoint, output, opset=opset, fp16=fp16, check=check, static_tile=static_tile,
-                      ort_format=ort_format, photo=photo, exporter=exporter, log=click.echo)
+                      ort_format=ort_format, photo=photo, exporter=exporter, log=click.echo,
+                      accuracy=accuracy)

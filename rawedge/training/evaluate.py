@@ -189,6 +189,29 @@ def evaluate(model_spec: str, data_dir: str | os.PathLike, split: str = "val", k
     return report, worst
 
 
+HELDOUT_KEYS = ("heldout_raw_psnr_p90", "heldout_raw_psnr_mean", "heldout_images", "heldout_data")
+
+
+def heldout_accuracy(report: dict, weights_sha256: str | None = None, source: str | None = None) -> dict:
+    """The model's measured RAW accuracy from an evaluation report, for its metadata: the mean and the
+    90th percentile over images of its RAW PSNR against truth. The INT8 gate bounds the drop of photos
+    without truth with the model's own error (calibration.gate.reference_quality): the 90th percentile
+    is strict on 9 images in 10 (a more accurate model loses more to the same INT8 change), where an
+    assumed 40 dB is strict on almost all and loose on nothing measured. ``weights_sha256``: refuse a
+    report of other weights."""
+    from rawedge.errors import RawedgeError
+
+    if report.get("format") != REPORT_FORMAT or not report.get("images"):
+        raise RawedgeError(source, "not a rawedge eval report with images (make one with `rawedge eval`)")
+    reported = (report.get("model") or {}).get("weights_sha256")
+    if weights_sha256 and reported != weights_sha256:
+        raise RawedgeError(source, f"the report scores weights {str(reported)[:12]}..., not this checkpoint's "
+                                   f"{weights_sha256[:12]}...")
+    scores = np.array([im["model"]["raw"]["psnr"] for im in report["images"]], dtype=np.float64)
+    return {"heldout_raw_psnr_p90": float(np.percentile(scores, 90)), "heldout_raw_psnr_mean": float(scores.mean()),
+            "heldout_images": int(scores.size), "heldout_data": str(report.get("data", {}).get("dir"))}
+
+
 def write_report(report: dict, path: str | os.PathLike) -> None:
     from rawedge.io.atomic import atomic_output
 
