@@ -52,23 +52,14 @@ def build_data(work: Path, options=None) -> None:
         log(f"eval: {len(m.samples)} pairs")
 
 
-def _fold_name(held_out) -> str:
-    """``all`` (nothing held out), ``fold-F`` (one family) or ``inner-F+G`` (two: a nested fold)."""
-    if not held_out:
-        return "all"
-    if isinstance(held_out, str):
-        return f"fold-{held_out}"
-    return "inner-" + "+".join(sorted(held_out))
-
-
-def train_fold(work: Path, held_out, steps: int | None, recipe_path: Path, threads: int | None = None) -> Path:
-    """Train on the pool without ``held_out`` (a family, a pair of families, or None: everything) and
-    return the checkpoint."""
+def train_fold(work: Path, held_out: str | None, steps: int | None, recipe_path: Path,
+               threads: int | None = None) -> Path:
+    """Train on the pool without the ``held_out`` family (None: on everything) and return the checkpoint."""
     from rawedge.data.mix import fold_manifest
     from rawedge.training.recipe import Recipe
     from rawedge.training.trainer import train
 
-    name = _fold_name(held_out)
+    name = f"fold-{held_out}" if held_out else "all"
     data = work / name / "data"
     if held_out:
         if not (data / "manifest.json").is_file():
@@ -118,37 +109,34 @@ def sweep_rows(work: Path, checkpoint: Path, family: str) -> list[dict]:
     return rows
 
 
-def hedge(work: Path, held_out: str | None, families, steps, recipe_path: Path, threads) -> tuple[Path, float]:
-    """The hedged checkpoint of a fold (or of the model trained on everything, ``held_out`` None), with
-    lambda chosen by rawedge.training.blend.choose on families its model's training never saw, through
-    models that never saw them either: for fold F, the nested models without {F, G} scored on G; for the
-    model on everything, the outer folds scored on their own family."""
-    from rawedge.training.blend import choose, with_blend
+def sweep_table(work: Path, families) -> str:
+    """The prior blend swept on each trained fold's own held-out family (rawedge.training.blend): gain over
+    the analytic inverse per camera at each lambda. Chosen with hindsight on the images it is reported
+    on, so it bounds what any fixed lambda could do; it is not a result."""
+    from rawedge.training.blend import GRID, choose
 
-    rows = []
-    for other in families:
-        if other == held_out:
+    lines = ["| held out | camera | " + " | ".join(f"{lam:.1f}" for lam in GRID) + " |",
+             "|---|---|" + "---|" * len(GRID)]
+    for family in families:
+        final = work / f"fold-{family}" / "run" / "final.pt"
+        if not final.is_file():
             continue
-        model = (train_fold(work, (held_out, other), steps, recipe_path, threads) if held_out
-                 else train_fold(work, other, steps, recipe_path, threads))
-        rows += sweep_rows(work, model, other)
-    lam, evidence = choose(rows)
-    name = _fold_name(held_out)
-    out = work / name / "run" / "hedged.pt"
-    if not out.is_file():
-        with_blend(work / name / "run" / "final.pt", lam, out, evidence)
-    (work / name / "blend.json").write_text(json.dumps({"prior_blend": lam, **evidence}, indent=1))
-    log(f"{name}: prior_blend {lam} (worst-camera gain by lambda {evidence['worst_camera_gain_db']})")
-    return out, lam
+        lam, evidence = choose(sweep_rows(work, final, family))
+        for cam, gains in evidence["cameras"].items():
+            for key in ("raw", "srgb"):
+                lines.append(f"| {family} | {cam} {key} | " + " | ".join(f"{g:+.2f}" for g in gains[key]) + " |")
+        lines.append(f"| {family} | worst camera | " + " | ".join(f"{g:+.2f}" for g in evidence["worst_camera_gain_db"])
+                     + f" |  (best in hindsight: {lam})")
+    return "\n".join(lines) + "\n"
 
 
-def score_fold(work: Path, family: str, checkpoint: Path, report_name: str = "report.json") -> dict:
+def score_fold(work: Path, family: str, checkpoint: Path) -> dict:
     from rawedge.training.evaluate import evaluate, write_report
 
-    out = work / f"fold-{family}" / report_name
+    out = work / f"fold-{family}" / "report.json"
     if out.is_file():
         return json.loads(out.read_text())
-    log(f"scoring fold {family} ({checkpoint.name})")
+    log(f"scoring fold {family}")
     report, _ = evaluate(str(checkpoint), family_eval(work, family), split="val", center_crop=EVAL_CROP)
     write_report(report, out)
     return report
@@ -232,9 +220,9 @@ def main() -> None:
                         help="engine renderings of the mosaic pushed 0.5-1.5 stops brighter (MixOptions.overexposed)")
     parser.add_argument("--eval-from", type=Path,
                         help="reuse another work folder's held-out renderings (same images for both runs)")
-    parser.add_argument("--hedge", action="store_true",
-                        help="nested folds (each pair of families held out) choose each fold's prior_blend; score "
-                             "and tabulate the hedged folds (report-hedged.json, table-hedged.md)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="only sweep the prior blend of the trained folds on their held-out families "
+                             "(rawedge.training.blend) and write WORK/sweep.md")
     parser.add_argument("--all", action="store_true",
                         help="also train on every family (the candidate default model) into WORK/all/run/final.pt")
     args = parser.parse_args()
@@ -248,28 +236,26 @@ def main() -> None:
             (work / "eval").symlink_to((args.eval_from / "eval").resolve())
         build_data(work, MixOptions(libraw=args.libraw, plain_fraction=args.plain_fraction,
                                     libraw_default=args.libraw_default, overexposed=args.overexposed))
-    report_name = "report-hedged.json" if args.hedge else "report.json"
+    if args.sweep:
+        text = sweep_table(work, args.families)
+        (work / "sweep.md").write_text(text)
+        print(text)
+        return
     for family in args.families:
         if args.table_only:
-            path = work / f"fold-{family}" / report_name
+            path = work / f"fold-{family}" / "report.json"
             if path.is_file():
                 reports[family] = json.loads(path.read_text())
             continue
         checkpoint = train_fold(work, family, args.steps, args.recipe, args.threads)
-        if args.hedge:
-            checkpoint, _ = hedge(work, family, args.families, args.steps, args.recipe, args.threads)
-        reports[family] = score_fold(work, family, checkpoint, report_name)
+        reports[family] = score_fold(work, family, checkpoint)
     if args.all and not args.table_only:
-        final = train_fold(work, None, args.steps, args.recipe, args.threads)
-        if args.hedge:
-            final, _ = hedge(work, None, list(FAMILIES), args.steps, args.recipe, args.threads)
-        log(f"candidate default trained on every family: {final}")
+        log(f"candidate default trained on every family: {train_fold(work, None, args.steps, args.recipe, args.threads)}")
     if not reports:
         return
     text = table(work, reports)
-    suffix = "-hedged" if args.hedge else ""
-    (work / f"table{suffix}.md").write_text(text)
-    (work / f"lofo{suffix}.json").write_text(json.dumps({f: {"summary": r["summary"], "by_camera": r["by_camera"],
+    (work / "table.md").write_text(text)
+    (work / "lofo.json").write_text(json.dumps({f: {"summary": r["summary"], "by_camera": r["by_camera"],
                                                     "by_kind": r["by_kind"], "confidence": r.get("confidence")}
                                                 for f, r in reports.items()}, indent=1))
     print(text)

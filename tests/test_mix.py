@@ -132,16 +132,3 @@ def test_pool_options_for_default_renderings_and_overexposed_captures(tmp_path):
     level = {k: np.asarray(Image.open(tmp_path / "pool" / s.raw), np.float64).mean() for k, s in by_kind.items()}
     assert level["engine"] > 1.3 * level["libraw_default"]
 
-
-@needs_shared
-def test_nested_fold_leaves_out_two_families(small_mix, tmp_path):
-    from rawedge.data.mix import fold_manifest
-
-    root, pool, _ = small_mix
-    fold = fold_manifest(root / "pool", ("kodak", "canon_powershot"), tmp_path / "inner")
-    held = {"kodak", "canon_powershot"}
-    assert fold.samples and len(fold.samples) < len(pool.samples)
-    assert not any(held & {s.settings["source_family"], s.settings["camera_family"]} for s in fold.samples)
-    assert fold.notes["fold"]["held_out"] == ["kodak", "canon_powershot"]
-    with pytest.raises(ValueError, match="unknown family"):
-        fold_manifest(root / "pool", ("kodak", "nikon"), tmp_path / "y")

@@ -361,17 +361,14 @@ def subset_manifest(data_dir: str | os.PathLike, keep: Callable[[Sample], bool],
     return manifest
 
 
-def fold_manifest(pool_dir: str | os.PathLike, held_out, out_dir: str | os.PathLike) -> Manifest:
-    """The pool without anything of the ``held_out`` family (or families, a sequence: the nested folds
-    that choose the hedge toward the prior): neither their RAW files (nor pairs made from them) nor their
-    cameras' colour matrices."""
-    families = (held_out,) if isinstance(held_out, str) else tuple(held_out)
-    for family in families:
-        if family not in FAMILIES:
-            raise ValueError(f"unknown family {family!r}; one of {', '.join(FAMILIES)}")
-    return subset_manifest(pool_dir, lambda s: not {s.settings.get("source_family"),
-                                                    s.settings.get("camera_family")} & set(families),
-                           out_dir, {"fold": {"held_out": held_out if isinstance(held_out, str) else list(families)}})
+def fold_manifest(pool_dir: str | os.PathLike, held_out: str, out_dir: str | os.PathLike) -> Manifest:
+    """The pool without anything of the ``held_out`` family: neither its RAW files (nor pairs made
+    from them) nor its cameras' colour matrices."""
+    if held_out not in FAMILIES:
+        raise ValueError(f"unknown family {held_out!r}; one of {', '.join(FAMILIES)}")
+    return subset_manifest(pool_dir, lambda s: held_out not in (s.settings.get("source_family"),
+                                                                s.settings.get("camera_family")),
+                           out_dir, {"fold": {"held_out": held_out}})
 
 
 def build_eval_set(raw_dirs, out_dir: str | os.PathLike, seed: int = 1, max_side: int = 1536,

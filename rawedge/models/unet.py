@@ -24,10 +24,10 @@ Two options bring in what ParamISP learns globally, at almost no cost per pixel:
   wrong tone to a camera it never saw (issue 13's fourth round: the same gamma 0.7 on every rendering of a
   held-out GoPro); five camera-independent numbers cannot memorise much.
 * ``prior_blend`` (lambda in [0, 1], default 1): the output is ``analytic + lambda * (raw - analytic)``, a
-  fixed hedge toward the analytic inverse for cameras the network never saw. It is not learned: training on
-  a few cameras cannot tell how far to trust itself on others. It is chosen after training by nested
-  leave-one-family-out (benchmarks/lofo.py ``--inner``): models trained without two families pick, on the
-  family they did not see, the lambda with the best worst-camera gain (rawedge.training.blend).
+  fixed hedge toward the analytic inverse for cameras the network never saw; not learned (training on a
+  few cameras cannot tell how far to trust itself on others). rawedge.training.blend sweeps it and
+  writes it into a checkpoint; on the leave-one-family-out folds no single lambda kept every held-out
+  camera at or above the analytic inverse (docs/model-card.md), so trained models keep 1.
 """
 from __future__ import annotations
 

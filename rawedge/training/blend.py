@@ -8,12 +8,10 @@ blend of the two is often better than either (their errors are far from perfectl
 
 Lambda must not be chosen on the cameras it is reported on. :func:`sweep` scores one forward pass of a
 model at every lambda of a grid (the blend is linear in the model's output, so one pass serves all), and
-:func:`choose` picks, from sweeps of models on families *they* did not see, the lambda whose worst camera
+:func:`choose` picks, from sweeps of models on cameras *they* did not see, the lambda whose worst camera
 gains most over the analytic inverse (RAW and edited-sRGB PSNR, the two numbers of issue 13); the mean
-gain breaks ties. In the leave-one-family-out protocol the sweeps that choose lambda for the fold holding
-out F come from models trained without F and one other family, scored on that other family (nested:
-F's images are never looked at); the default, trained on every family, takes the lambda the three
-outer folds choose.
+gain breaks ties. A lambda picked from a fold's own held-out family is hindsight: an upper bound on what
+any fixed lambda can do there (``benchmarks/lofo.py --sweep``), not a result.
 """
 from __future__ import annotations
 

@@ -189,9 +189,6 @@ def evaluate(model_spec: str, data_dir: str | os.PathLike, split: str = "val", k
     return report, worst
 
 
-HELDOUT_KEYS = ("heldout_raw_psnr_p90", "heldout_raw_psnr_mean", "heldout_images", "heldout_data")
-
-
 def heldout_accuracy(report: dict, weights_sha256: str | None = None, source: str | None = None) -> dict:
     """The model's measured RAW accuracy from an evaluation report, for its metadata: the mean and the
     90th percentile over images of its RAW PSNR against truth. The INT8 gate bounds the drop of photos
@@ -209,7 +206,8 @@ def heldout_accuracy(report: dict, weights_sha256: str | None = None, source: st
                                    f"{weights_sha256[:12]}...")
     scores = np.array([im["model"]["raw"]["psnr"] for im in report["images"]], dtype=np.float64)
     return {"heldout_raw_psnr_p90": float(np.percentile(scores, 90)), "heldout_raw_psnr_mean": float(scores.mean()),
-            "heldout_images": int(scores.size), "heldout_data": str(report.get("data", {}).get("dir"))}
+            "heldout_images": int(scores.size), "heldout_data": str(report.get("data", {}).get("dir")),
+            **({"heldout_report": os.fspath(source)} if source else {})}
 
 
 def write_report(report: dict, path: str | os.PathLike) -> None:
