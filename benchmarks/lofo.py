@@ -179,8 +179,9 @@ def table(work: Path, reports: dict[str, dict]) -> str:
     median = {who: sorted(v)[len(v) // 2] if v else float("nan") for who, v in stops.items()}
     summary = (f"\nMean over held-out families: RAW PSNR {sum(gains_raw) / n:+.2f} dB, edited sRGB PSNR "
                f"{sum(gains_srgb) / n:+.2f} dB against the analytic inverse. Worst held-out cameras: "
-               + ", ".join(f"{cam} RAW {r:+.2f} / sRGB {s:+.2f} dB" for r, s, cam in sorted(worst)[:2])
-               + f". Median absolute exposure error over all held-out images: {median['model']:.2f} stops "
+               + ", ".join(f"{cam} RAW {r:+.2f} / sRGB {s:+.2f} dB"
+                         for r, s, cam in sorted(worst, key=lambda w: min(w[0], w[1]))[:2])
+               + f" (the lower of the two gains first). Median absolute exposure error over all held-out images: {median['model']:.2f} stops "
                f"(analytic inverse {median['analytic']:.2f}).")
     return "\n".join(lines) + "\n" + summary + "\n" + _calibration(reports)
 

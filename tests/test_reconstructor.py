@@ -102,9 +102,15 @@ def test_static_tile_model(unet, photo, tmp_path):
 
 
 def test_defaults_come_from_the_model_metadata(unet):
+    from rawedge.runtimes.reconstructor import WORK_PIXELS, WORK_TILE, default_batch
+
     path, meta = unet
-    with Reconstructor.open(path, threads=1) as rec:
-        assert (rec.tile, rec.overlap, rec.align) == (meta.tile, meta.overlap, 8)
+    with Reconstructor.open(path, threads=1) as rec:  # the working tile unless the model recommends a larger one
+        assert (rec.tile, rec.overlap, rec.align) == (max(meta.tile, WORK_TILE), meta.overlap, 8)
+        assert rec.batch == default_batch(rec.tile) == max(1, WORK_PIXELS // rec.tile**2)
+    with Reconstructor.open(path, tile=256, threads=1) as rec:  # about the same pixels a call
+        assert rec.batch == WORK_PIXELS // 256**2
+    assert default_batch(0) == 1 and default_batch(4096) == 1
     with Reconstructor.open(path, tile=100, overlap=10, threads=1) as rec:  # rounded to align
         assert (rec.tile, rec.overlap) == (96, 16)
     with pytest.raises(RawedgeError, match="overlap"):

@@ -132,7 +132,7 @@ def _peak_rss_mb() -> float:
 def _open(case: dict):
     from rawedge.runtimes import Reconstructor
 
-    opts = {"tile": case.get("tile"), "overlap": case.get("overlap"), "batch": case.get("batch", 4)}
+    opts = {"tile": case.get("tile"), "overlap": case.get("overlap"), "batch": case.get("batch")}
     if case["backend"] == "torch":
         from rawedge.export.torch_runner import TorchRunner
 
@@ -203,8 +203,8 @@ def _worker_main(case_path: str, result_path: str) -> int:
 # --- the driver ---------------------------------------------------------------------------------------------
 def run_bench(model: str | os.PathLike, srgb: np.ndarray, exif, pixels: int, backends=BACKENDS,
               precisions=("fp32", "fp16", "int8"), checkpoint: str | os.PathLike | None = None,
-              tile: int | None = None, overlap: int | None = None, batch: int = 4, threads: int | None = None,
-              repeat: int = 1, timeout_s: float = 3600.0, on_result=None) -> dict:
+              tile: int | None = None, overlap: int | None = None, batch: int | None = None,
+              threads: int | None = None, repeat: int = 1, timeout_s: float = 3600.0, on_result=None) -> dict:
     """Run every backend x precision in a subprocess; returns the JSON-able report."""
     image = bench_image(srgb, pixels)
     h, w = image.shape[:2]

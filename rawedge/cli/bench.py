@@ -47,7 +47,7 @@ def _split(text: str, allowed, what: str) -> list[str]:
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True, help="Comma-separated: fp32, fp16, int8.")
 @click.option("--tile", type=int, help="Tile size (default: the model's).")
 @click.option("--overlap", type=int, help="Tile overlap (default: the model's).")
-@click.option("--batch", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--batch", type=click.IntRange(1), help="Tiles per call (default: rawedge infer's).")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="Inference threads (default: all cores).")
 @click.option("--repeat", type=click.IntRange(1), default=3, show_default=True, help="Timed runs; the best counts.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report as JSON.")

@@ -62,9 +62,11 @@ def _failure_reason(exc: BaseException) -> str:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True,
               help="auto: the INT8 artefact <model>.<runtime>.int8.* (made by `rawedge calibrate`, which writes it "
                    "only when it passes its accuracy gate) when there is one, else fp32 (fp16 on trt).")
-@click.option("--tile", type=int, help="Tile size in pixels (default: the model's; 0 = whole photo at once).")
+@click.option("--tile", type=int, help="Tile size in pixels (default: 1024, or the model's recommendation if larger, "
+                                      "or on trt; 0 = whole photo at once).")
 @click.option("--overlap", type=int, help="Tile overlap in pixels (default: the model's).")
-@click.option("--batch", type=click.IntRange(1), default=4, show_default=True, help="Tiles per inference call.")
+@click.option("--batch", type=click.IntRange(1), help="Tiles per inference call (default: about 1 MP of tiles a call, "
+                                                     "4 on trt).")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="Inference threads (default: all cores).")
 @click.option("--camera", help="Name of a camera profile (embedded in the model, bundled, or in the camera database).")
 @click.option("--camera-profile", type=click.Path(dir_okay=False),
