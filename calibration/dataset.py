@@ -108,11 +108,11 @@ def load_item(path: str | os.PathLike, max_pixels: int | None = None) -> Item:
 
 @dataclass(frozen=True)
 class Tiling:
-    """How the Reconstructor cuts images (None: the model's recommendation)."""
+    """How the Reconstructor cuts images (None: what `rawedge infer` does, runtimes.Reconstructor's defaults)."""
 
     tile: int | None = None
     overlap: int | None = None
-    batch: int = 4
+    batch: int | None = None
 
 
 def plan_item(template: Runner, item: Item, tiling: Tiling) -> tuple[Reconstructor, Plan]:

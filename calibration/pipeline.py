@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rawedge.runtimes.base import Runner, import_backend
 from rawedge.runtimes.factory import RUNTIMES, int8_artefact_path
+from rawedge.runtimes.reconstructor import TRT_BATCH
 
 from rawedge import __version__
 from rawedge.errors import RawedgeError
@@ -60,9 +61,9 @@ class Options:
     report: Path | None = None  # default: <output stem>.report.json (+ .png)
     max_tiles: int = 64  # calibration tiles
     calibration_tile: int = 256
-    tile: int | None = None  # gate tiling (default: the model's)
+    tile: int | None = None  # gate tiling (default: rawedge infer's)
     overlap: int | None = None
-    batch: int = 4
+    batch: int | None = None  # gate tiles per call (None: rawedge infer's default)
     max_keep: int | None = None  # layers allowed in higher precision (None: all)
     ranking_tiles: int = 8
     reference_psnr: float | None = None
@@ -122,7 +123,7 @@ def check_options(opts: Options) -> None:
     if opts.max_image_drop is not None and not opts.max_image_drop >= 0:
         raise RawedgeError(None, f"--max-image-drop must be >= 0 dB, got {opts.max_image_drop}")
     for name in ("max_tiles", "ranking_tiles", "batch", "calibration_tile"):
-        if getattr(opts, name) < 1:
+        if getattr(opts, name) is not None and getattr(opts, name) < 1:
             raise RawedgeError(None, f"--{name.replace('_', '-')} must be at least 1")
     if opts.max_keep is not None and opts.max_keep < 0:
         raise RawedgeError(None, "--max-keep must be >= 0")
@@ -155,7 +156,7 @@ def make_quantizer(runtime: str, model_path: Path, opts: Options, workdir: Path,
     from .tensorrt_quant import TensorRtQuantizer
 
     return TensorRtQuantizer(model_path, opts.method, workdir, opts.threads,
-                             tile=opts.tile or meta.static_tile or meta.tile, batch=opts.batch)
+                             tile=opts.tile or meta.static_tile or meta.tile, batch=opts.batch or TRT_BATCH)
 
 
 def reference_runner(model_path: Path, opts: Options, meta: ModelMeta) -> tuple[Runner, dict]:

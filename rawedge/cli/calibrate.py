@@ -38,9 +38,9 @@ from rawedge.cli import MAX_THREADS
 @click.option("--max-tiles", type=click.IntRange(1), default=64, show_default=True, help="Calibration tiles.")
 @click.option("--calibration-tile", type=click.IntRange(2), default=256, show_default=True,
               help="Calibration tile size in pixels (the gate uses --tile).")
-@click.option("--tile", type=int, help="Gate tile size (default: the model's).")
+@click.option("--tile", type=int, help="Gate tile size (default: rawedge infer's).")
 @click.option("--overlap", type=int, help="Gate tile overlap (default: the model's).")
-@click.option("--batch", type=click.IntRange(1), default=4, show_default=True, help="Tiles per inference call.")
+@click.option("--batch", type=click.IntRange(1), help="Tiles per inference call (default: rawedge infer's).")
 @click.option("--max-keep", type=click.IntRange(0), help="Most layers kept in higher precision (default: all).")
 @click.option("--reference-psnr", type=float,
               help="RAW PSNR (dB) of the FP32 model against ground truth, for the drop bound without RAW files "
