@@ -270,7 +270,7 @@ def _run(model_path, data, meta, opts, quantizer, reference, reference_info, spl
 
     speed = _speed(quantizer, staged, meta, template, reference_info, gate, gate_tiling, split.held_out[0], opts,
                    runners, log) if opts.timing else None
-    facts = _calibration_facts(opts, quantizer, calib, split, reference_info, result, kept)
+    facts = _calibration_facts(opts, quantizer, calib, split, reference_info, result, kept, speed)
     report = _report(model_path, data, meta, opts, quantizer, calib, split, reference_info, budget, attempts,
                      ranking, result, facts, speed, output if result.passed else None)
     from .report import write_figure, write_report
@@ -346,7 +346,7 @@ def _speed(quantizer, staged, meta, template, reference_info, gate, tiling, firs
     return speed
 
 
-def _calibration_facts(opts, quantizer, calib, split, reference_info, result, kept) -> CalibrationMeta:
+def _calibration_facts(opts, quantizer, calib, split, reference_info, result, kept, speed=None) -> CalibrationMeta:
     """The ``calibration`` object of the artefact's metadata."""
     return CalibrationMeta(
         runtime=opts.runtime, method=opts.method, scope=quantizer.scope, backend=quantizer.backend_name,
@@ -356,6 +356,7 @@ def _calibration_facts(opts, quantizer, calib, split, reference_info, result, ke
         calibration_files=len(split.calibration), held_out_files=[p.name for p in split.held_out],
         reference=reference_info["kind"], max_drop_db=opts.max_drop, drop_db=result.drop_db,
         drop_kind=result.drop_kind, psnr_vs_reference_db=result.summary["psnr_vs_reference_db"], kept_layers=kept,
+        speedup=(speed or {}).get("speedup") if (speed or {}).get("measured") else None,
         rawedge_version=__version__, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 

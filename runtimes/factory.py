@@ -30,19 +30,36 @@ PRECISIONS = ("fp32", "fp16", "int8")
 INT8_EXTENSIONS = {"ort": (".onnx",), "openvino": (".xml",), "trt": (".onnx", ".cache")}
 
 
+def _measured_speedup(artefact: Path) -> float | None:
+    """The FP32/INT8 speed ratio recorded by `rawedge calibrate` in an artefact (None: none recorded or
+    unreadable; opening the artefact reports an unreadable one)."""
+    try:
+        calibration = read_model_metadata(artefact).calibration
+    except RawedgeError:
+        return None
+    speedup = getattr(calibration, "speedup", None) if calibration else None
+    return float(speedup) if isinstance(speedup, (int, float)) else None
+
+
 def default_precision(runtime: str) -> str:
     return "fp16" if runtime == "trt" else "fp32"
 
 
 def auto_precision(model_path: str | os.PathLike, runtime: str) -> tuple[str, str]:
     """(precision, why) for ``--precision auto``: the INT8 artefact beside the model when there is one
-    (`rawedge calibrate` writes it only after it passed its accuracy gate, and INT8 is the faster path on
-    these CPUs: see the README's Quantize section), else the runtime's default precision."""
+    (`rawedge calibrate` writes it only after it passed its accuracy gate), unless the speed its calibration
+    measured says it is slower than FP32 (an artefact with many layers kept in float can be: its Q/DQ pairs
+    cost more than the INT8 layers save); else the runtime's default precision."""
     check_runtime(runtime)
     if runtime != "trt":
         for ext in INT8_EXTENSIONS[runtime]:
             path = int8_artefact_path(model_path, runtime, ext)
             if path.is_file():
+                speedup = _measured_speedup(path)
+                if speedup is not None and speedup < 1.0:
+                    precision = default_precision(runtime)
+                    return precision, (f"auto: {path.name} passed its calibration gate but ran at {speedup:.2f}x "
+                                       f"FP32 when it was made; {precision} (--precision int8 takes it anyway)")
                 return "int8", f"auto: {path.name} passed its calibration gate"
     precision = default_precision(runtime)
     return precision, f"auto: no INT8 artefact beside {Path(model_path).name}, {precision}"

@@ -429,3 +429,26 @@ def test_auto_precision_takes_the_int8_artefact_when_there_is_one(tmp_path):
     precision, why = auto_precision(model, "ort")
     assert precision == "int8" and int8_artefact_path(model, "ort").name in why
     assert auto_precision(model, "openvino")[0] == "fp32"  # another runtime's artefact does not count
+
+
+@pytest.mark.parametrize("speedup, want", [(0.83, "fp32"), (1.6, "int8"), (None, "int8")])
+def test_auto_precision_skips_an_int8_artefact_measured_slower(tiny_unet, tmp_path, speedup, want):
+    import dataclasses
+
+    import onnx
+
+    from rawedge.metadata.onnx import embed_onnx_metadata, read_onnx_metadata
+    from rawedge.metadata.schema import CalibrationMeta
+    from rawedge.runtimes.factory import auto_precision, int8_artefact_path
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(Path(tiny_unet[0]).read_bytes())
+    proto = onnx.load(model)
+    meta = dataclasses.replace(read_onnx_metadata(model), precision="int8",
+                               calibration=CalibrationMeta(runtime="ort", drop_db=0.2, speedup=speedup))
+    embed_onnx_metadata(proto, meta)
+    onnx.save(proto, int8_artefact_path(model, "ort"))
+    precision, why = auto_precision(model, "ort")
+    assert precision == want
+    if want == "fp32":
+        assert "0.83x" in why and "--precision int8" in why

@@ -83,6 +83,7 @@ class CalibrationMeta(_Section):
     drop_kind: str | None = None
     psnr_vs_reference_db: float | None = None
     kept_layers: list[str] | None = None
+    speedup: float | None = None  # FP32 time / INT8 time on the calibrating machine (None: not measured)
     rawedge_version: str | None = None
     date: str | None = None
 
