@@ -436,10 +436,10 @@ def test_auto_precision_skips_an_int8_artefact_measured_slower(tiny_unet, tmp_pa
     import dataclasses
 
     import onnx
+    from rawedge.runtimes.factory import auto_precision, int8_artefact_path
 
     from rawedge.metadata.onnx import embed_onnx_metadata, read_onnx_metadata
     from rawedge.metadata.schema import CalibrationMeta
-    from rawedge.runtimes.factory import auto_precision, int8_artefact_path
 
     model = tmp_path / "m.onnx"
     model.write_bytes(Path(tiny_unet[0]).read_bytes())
