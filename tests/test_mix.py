@@ -131,4 +131,3 @@ def test_pool_options_for_default_renderings_and_overexposed_captures(tmp_path):
     assert over.raw != default.raw  # its own, brighter target
     level = {k: np.asarray(Image.open(tmp_path / "pool" / s.raw), np.float64).mean() for k, s in by_kind.items()}
     assert level["engine"] > 1.3 * level["libraw_default"]
-
