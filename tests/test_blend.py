@@ -52,6 +52,11 @@ def test_choose_maximises_the_worst_camera():
     assert evidence["cameras"]["bad"]["raw"][10] == pytest.approx(-2.0)
     assert choose(_rows({"good": lambda lam: 4.0 * lam}))[0] == 1.0
     assert choose(_rows({"hurt": lambda lam: -lam}))[0] == 0.0
+    # with the bar's tolerance: the best mean among the lambdas that cost no camera more than 0.3 dB
+    slight = _rows({"good": lambda lam: 4.0 * lam, "slight": lambda lam: -0.25 * lam})
+    assert choose(slight)[0] == 0.0 and choose(slight, floor=-0.3)[0] == 1.0
+    assert choose(_rows({"good": lambda lam: 4.0 * lam, "bad": lambda lam: -lam}), floor=-0.35)[0] == 0.3
+    assert choose(_rows({"hurt": lambda lam: -lam}), floor=-0.3)[0] in (0.0, 0.1, 0.2, 0.3)
 
 
 def test_camera_gains_are_relative_to_the_analytic_inverse():

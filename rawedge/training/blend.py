@@ -78,10 +78,13 @@ def camera_gains(rows: list[dict]) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def choose(rows: list[dict], grid=GRID) -> tuple[float, dict]:
-    """(lambda, evidence): the grid point maximising the worst camera's gain (the smaller of its RAW and
-    sRGB gains) over ``rows`` (images of cameras the swept models did not see); ties (within 0.01 dB) go
-    to the larger mean gain. ``rows`` must hold lambda = 0 first."""
+def choose(rows: list[dict], grid=GRID, floor: float | None = None) -> tuple[float, dict]:
+    """(lambda, evidence) from ``rows`` (images of cameras the swept models did not see; lambda = 0 first).
+
+    Without ``floor``: the grid point maximising the worst camera's gain (the smaller of its RAW and sRGB
+    gains), ties (within 0.01 dB) to the larger mean gain. With ``floor`` (dB, e.g. -0.3, the tolerance of
+    issue 13's bar): the largest mean gain among the points whose worst camera stays at or above ``floor``
+    (lambda = 0 always does), so a lambda that costs one camera a little and gains much elsewhere wins."""
     if not rows:
         raise ValueError("choose needs sweep rows of at least one image")
     if grid[0] != 0.0:
@@ -89,8 +92,11 @@ def choose(rows: list[dict], grid=GRID) -> tuple[float, dict]:
     gains = camera_gains(rows)
     worst = np.min([np.minimum(g["raw"], g["srgb"]) for g in gains.values()], axis=0)
     mean = np.mean([(g["raw"] + g["srgb"]) / 2 for g in gains.values()], axis=0)
-    best = max(range(len(grid)), key=lambda k: (round(float(worst[k]) / 0.01), float(mean[k])))
-    evidence = {"grid": list(grid), "worst_camera_gain_db": [round(float(x), 3) for x in worst],
+    if floor is None:
+        best = max(range(len(grid)), key=lambda k: (round(float(worst[k]) / 0.01), float(mean[k])))
+    else:
+        best = max((k for k in range(len(grid)) if worst[k] >= floor or k == 0), key=lambda k: float(mean[k]))
+    evidence = {"grid": list(grid), "floor_db": floor, "worst_camera_gain_db": [round(float(x), 3) for x in worst],
                 "mean_gain_db": [round(float(x), 3) for x in mean],
                 "cameras": {cam: {k: [round(float(x), 3) for x in v] for k, v in g.items()}
                             for cam, g in gains.items()}}
