@@ -26,8 +26,8 @@ Two options bring in what ParamISP learns globally, at almost no cost per pixel:
 * ``prior_blend`` (lambda in [0, 1], default 1): the output is ``analytic + lambda * (raw - analytic)``, a
   fixed hedge toward the analytic inverse for cameras the network never saw; not learned (training on a
   few cameras cannot tell how far to trust itself on others). rawedge.training.blend sweeps it and
-  writes it into a checkpoint; on the leave-one-family-out folds no single lambda kept every held-out
-  camera at or above the analytic inverse (docs/model-card.md), so trained models keep 1.
+  writes it into a checkpoint; benchmarks/lofo.py --hedge chooses it for each held-out family from the
+  other folds' sweeps (0.9 for every fold of the fifth round, docs/model-card.md).
 """
 from __future__ import annotations
 
