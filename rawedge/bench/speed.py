@@ -78,6 +78,19 @@ def sgemm_peak_gflops(size: int = 2048, repeat: int = 3) -> float:
     return 2.0 * size**3 / best / 1e9
 
 
+def working_tile(model: str | os.PathLike) -> int | None:
+    """The tile `rawedge infer` runs ``model`` at by default (runtimes.Reconstructor), so the FLOP count
+    is labelled with the tiling the runs use; None where the metadata cannot be read (counted as before)."""
+    from rawedge.metadata.read import read_model_metadata
+    from rawedge.runtimes.reconstructor import WORK_TILE
+
+    try:
+        meta = read_model_metadata(model)
+    except RawedgeError:
+        return None
+    return meta.static_tile or max(meta.tile, WORK_TILE)
+
+
 def model_flops(model: str | os.PathLike, tile: int | None) -> dict:
     """The FLOP count of ``model`` (runtimes.flops) as a dict, or {"error": why} when it cannot be counted."""
     from rawedge.runtimes.flops import count_flops
@@ -209,7 +222,7 @@ def run_bench(model: str | os.PathLike, srgb: np.ndarray, exif, pixels: int, bac
     image = bench_image(srgb, pixels)
     h, w = image.shape[:2]
     rows = []
-    flops = model_flops(model, tile)
+    flops = model_flops(model, tile if tile is not None else working_tile(model))
     peak = sgemm_peak_gflops()
     with tempfile.TemporaryDirectory(prefix="rawedge-bench-") as tmp:
         image_path = Path(tmp, "image.npy")
