@@ -2,6 +2,11 @@
 (model and analytic inverse) on held-out shared RAW files.
 
     python benchmarks/gallery.py --model rawedge/assets/default.onnx --data data/pairs -o docs/gallery.png
+    python benchmarks/gallery.py --fold runs/lofo-e/fold-gopro/run/hedged-0.9.onnx runs/lofo-e/fold-gopro/eval \
+        --fold ... --kind libraw_default --kind engine --count 0 -o docs/gallery.png
+
+``--fold MODEL DATA`` (repeatable) shows each leave-one-family-out fold's model on the family it never saw
+(benchmarks/lofo.py), the honest view of a model trained on every shared file.
 
 Rows: validation pairs of the evaluation (a camera's own JPEG preview and LibRaw renderings with random
 WB, brightness and curve), the central --crop of each, then one plain `rawedge render` of a held-out
@@ -46,7 +51,8 @@ def held_out_raws(data_dir: Path) -> list[tuple[str, str]]:
     return sorted({(s["source"], s["camera"]) for s in manifest["samples"] if s["split"] == "val" and s["kind"] == "libraw"})
 
 
-def pair_rows(model_path: str, data_dir: Path, per_kind: dict[str, int], crop: int, width: int) -> list[np.ndarray]:
+def pair_rows(model_path: str, data_dir: Path, per_kind: dict[str, int], crop: int, width: int,
+              seen: set | None = None) -> list[np.ndarray]:
     """Rows for validation pairs: the model through ONNX Runtime on the central crop, the analytic inverse
     on the same contract inputs (its WB and matrix), errors on the packed RGGB target."""
     import onnxruntime as ort
@@ -59,11 +65,11 @@ def pair_rows(model_path: str, data_dir: Path, per_kind: dict[str, int], crop: i
 
     sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
     analytic = create_model("analytic").eval()
-    rows, seen = [], set()
+    rows, seen = [], set() if seen is None else seen
     for kind, count in per_kind.items():
         ds = PairDataset(data_dir, "val", crop=None, kinds=[kind])
         for j, sample in enumerate(ds.samples):
-            if count <= 0 or sample.camera in seen:
+            if count <= 0 or (sample.camera, kind) in seen:
                 continue
             item = ds.full_item(j, center_crop=crop)
             h, w = (item["srgb"].shape[1] // 16) * 16, (item["srgb"].shape[2] // 16) * 16
@@ -82,7 +88,7 @@ def pair_rows(model_path: str, data_dir: Path, per_kind: dict[str, int], crop: i
             rows.append(_row(panels, width))
             print(f"{sample.id} ({kind}, {sample.camera}): RAW PSNR model {psnr(pred.numpy(), gt.numpy()):.2f} dB, "
                   f"analytic {psnr(ana.numpy(), gt.numpy()):.2f} dB")
-            seen.add(sample.camera)
+            seen.add((sample.camera, kind))
             count -= 1
     return rows
 
@@ -95,8 +101,11 @@ def _row(panels: list[np.ndarray], width: int) -> np.ndarray:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--data", required=True, help="data folder from `rawedge data prepare` (for the val split)")
+    ap.add_argument("--model", help="model for --data and the plain renderings")
+    ap.add_argument("--data", help="data folder from `rawedge data prepare` (for the val split)")
+    ap.add_argument("--fold", nargs=2, action="append", default=[], metavar=("MODEL", "DATA"),
+                    help="a fold's model and the held-out family's renderings it never saw (repeatable)")
+    ap.add_argument("--kind", action="append", help="kinds of --fold pairs to show (default libraw)")
     ap.add_argument("--raw-dir", default="../shared/data/raw")
     ap.add_argument("--count", type=int, default=1, help="plain renderings (one per camera)")
     ap.add_argument("--camera-jpeg", type=int, default=1, help="validation camera-JPEG pairs")
@@ -105,6 +114,13 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=320, help="width of each panel")
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args(argv)
+    if not args.fold and not (args.model and args.data):
+        ap.error("give --model and --data, or --fold MODEL DATA")
+    rows = []
+    for model, data in args.fold:  # one row per camera and kind of the family the fold never saw
+        rows += pair_rows(model, Path(data), {k: 9 for k in args.kind or ["libraw"]}, args.crop, args.width)
+    if not args.model:
+        return save_grid(rows, args.output)
     sources = held_out_raws(Path(args.data))
     # one file per camera first
     picked, cams = [], set()
@@ -113,8 +129,8 @@ def main(argv=None) -> int:
             picked.append(s)
             cams.add(cam)
     picked = picked[: args.count]
-    rows = pair_rows(args.model, Path(args.data), {"camera_jpeg": args.camera_jpeg, "libraw": args.libraw},
-                     args.crop, args.width)
+    rows += pair_rows(args.model, Path(args.data), {"camera_jpeg": args.camera_jpeg, "libraw": args.libraw},
+                      args.crop, args.width)
     rec = Reconstructor.open(args.model, runtime="ort")
     for src in picked:
         path = Path(src) if Path(src).is_file() else Path(args.raw_dir) / Path(src).name
@@ -137,10 +153,14 @@ def main(argv=None) -> int:
         print(f"{path.name} (plain rawedge render): RAW PSNR model {psnr(pred, gt):.2f} dB, analytic {psnr(ana, gt):.2f} dB "
               f"(profile {profile.name}, typical WB)")
     rec.close()
+    return save_grid(rows, args.output)
+
+
+def save_grid(rows: list[np.ndarray], output: str) -> int:
     width = max(r.shape[1] for r in rows)
     grid = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows], 0)
-    Image.fromarray(grid).save(args.output)
-    print(f"wrote {args.output}: columns = input JPEG | model reconstruction (rendered by our ISP) | "
+    Image.fromarray(grid).save(output)
+    print(f"wrote {output}: columns = input JPEG | model reconstruction (rendered by our ISP) | "
           f"analytic |RAW error| | model |RAW error| (same colour scale per row)")
     return 0
 

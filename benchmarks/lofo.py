@@ -133,23 +133,25 @@ def sweep_table(work: Path, families) -> str:
 BAR_FLOOR_DB = -0.3  # issue 13: no held-out camera more than 0.3 dB below the analytic inverse
 
 
-def hedge_fold(work: Path, family: str, families) -> tuple[Path, float]:
+def hedge_fold(work: Path, family: str | None, families) -> tuple[Path, float]:
     """Fold ``family``'s checkpoint hedged toward the analytic inverse (rawedge.training.blend), with lambda
     chosen across folds: from the other folds' sweeps (each the other fold's model on the family it did not
     see), never from ``family``'s own images; the largest mean gain whose worst camera stays within the
-    bar's tolerance there."""
+    bar's tolerance there. ``family`` None: the model trained on every family (the candidate default),
+    lambda chosen from all the folds' sweeps together."""
     from rawedge.training.blend import choose, with_blend
 
+    chosen_on = [f for f in families if f != family]
     rows = []
-    for other in families:
-        if other != family:
-            rows += sweep_rows(work, work / f"fold-{other}" / "run" / "final.pt", other)
+    for other in chosen_on:
+        rows += sweep_rows(work, work / f"fold-{other}" / "run" / "final.pt", other)
     lam, evidence = choose(rows, floor=BAR_FLOOR_DB)
-    out = work / f"fold-{family}" / "run" / f"hedged-{lam:.1f}.pt"
+    run = work / (f"fold-{family}" if family else "all") / "run"
+    out = run / f"hedged-{lam:.1f}.pt"
     if not out.is_file():
-        with_blend(work / f"fold-{family}" / "run" / "final.pt", lam, out,
-                   {**evidence, "chosen_on": [f for f in families if f != family]})
-    log(f"fold {family}: prior_blend {lam} from the other folds (worst camera there {evidence['worst_camera_gain_db']})")
+        with_blend(run / "final.pt", lam, out, {**evidence, "chosen_on": chosen_on})
+    log(f"{f'fold {family}' if family else 'every family'}: prior_blend {lam} from the folds {chosen_on} "
+        f"(worst camera there {evidence['worst_camera_gain_db']})")
     return out, lam
 
 
@@ -251,7 +253,8 @@ def main() -> None:
                         help="score each trained fold hedged toward the analytic inverse, lambda chosen from the "
                              "other folds' sweeps (hedge_fold); reports report-hedged.json, table-hedged.md")
     parser.add_argument("--all", action="store_true",
-                        help="also train on every family (the candidate default model) into WORK/all/run/final.pt")
+                        help="also train on every family (the candidate default model) into WORK/all/run/final.pt; with --hedge, "
+                             "also hedge it with the lambda all the folds' sweeps choose (WORK/all/run/hedged-L.pt)")
     args = parser.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -281,6 +284,8 @@ def main() -> None:
         reports[family] = score_fold(work, family, checkpoint, report_name)
     if args.all and not args.table_only:
         log(f"candidate default trained on every family: {train_fold(work, None, args.steps, args.recipe, args.threads)}")
+        if args.hedge:
+            log(f"candidate default hedged: {hedge_fold(work, None, args.families)[0]}")
     if not reports:
         return
     text = table(work, reports)
