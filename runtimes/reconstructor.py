@@ -109,8 +109,12 @@ class Reconstructor:
     @classmethod
     def open(cls, model_path: str | os.PathLike, runtime: str = "ort", precision: str | None = None,
              tile: int | None = None, overlap: int | None = None, batch: int | None = None, threads: int | None = None,
-             **runner_opts) -> Reconstructor:
-        """Open ``model_path`` on ``runtime`` ("ort", "openvino", "trt") at ``precision``."""
+             confidence: bool = True, **runner_opts) -> Reconstructor:
+        """Open ``model_path`` on ``runtime`` ("ort", "openvino", "trt") at ``precision``. ``confidence``
+        False: the caller will not ask for the model's ``sigma``, so a runtime that can skip computing it
+        does (OpenVINO; ``reconstruct(confidence=True)`` is then an error)."""
+        if not confidence and runtime == "openvino":
+            runner_opts.setdefault("skip_outputs", ("sigma",))
         if runtime == "trt":
             if tile == 0:
                 raise RawedgeError(model_path, "TensorRT engines are built for a maximum tile size; "
@@ -210,6 +214,9 @@ class Reconstructor:
         """Accumulate ``results`` (from :meth:`run`, or outputs computed elsewhere for the plan's batches);
         ``.raw()`` of the result is the RawImage. ``confidence``: also blend the model's ``sigma``."""
         if confidence and not self.has_confidence:
+            if "sigma" in getattr(self.runner, "skip_outputs", ()):
+                raise RawedgeError(self.runner.model_path, "opened without its confidence output "
+                                                           "(Reconstructor.open(..., confidence=True) keeps it)")
             raise RawedgeError(self.runner.model_path, "this model has no confidence output ('sigma'); "
                                                        "use a model trained with confidence: true")
         acc = Blend(plan, self.fusion, confidence, source=self.runner.model_path)

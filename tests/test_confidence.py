@@ -154,6 +154,23 @@ def test_reconstructor_blends_sigma_like_raw_and_tiling_does_not_show(confidence
         assert whole(photo).sigma is None  # only when asked
 
 
+def test_openvino_skips_the_confidence_head_when_not_asked(confidence_onnx):
+    """confidence=False prunes sigma on OpenVINO (less work per tile); raw is unchanged, asking is an error."""
+    pytest.importorskip("openvino")
+    from rawedge.runtimes import Reconstructor
+
+    from rawedge.errors import RawedgeError
+
+    photo = np.random.default_rng(0).integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    with Reconstructor.open(confidence_onnx[0], runtime="openvino", tile=64, overlap=32) as full, \
+            Reconstructor.open(confidence_onnx[0], runtime="openvino", tile=64, overlap=32, confidence=False) as lean:
+        assert full.runner.output_names == ["raw", "sigma"] and lean.runner.output_names == ["raw"]
+        assert not lean.has_confidence
+        np.testing.assert_array_equal(full(photo).bayer, lean(photo).bayer)
+        with pytest.raises(RawedgeError, match="opened without its confidence output"):
+            lean(photo, confidence=True)
+
+
 def test_infer_confidence_writes_a_16_bit_map_or_refuses(confidence_onnx, tiny_unet, tmp_path):
     from click.testing import CliRunner
     from PIL import Image

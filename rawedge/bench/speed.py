@@ -153,7 +153,7 @@ def _open(case: dict):
                              threads=case.get("threads"))
         return Reconstructor(runner, **opts)
     return Reconstructor.open(case["model"], runtime=case["backend"], precision=case["precision"],
-                              threads=case.get("threads"), **opts)
+                              threads=case.get("threads"), confidence=False, **opts)  # as `rawedge infer` runs
 
 
 def run_case(case: dict) -> dict:

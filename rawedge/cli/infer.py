@@ -131,7 +131,7 @@ def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads,
         precision, why = auto_precision(model, runtime)
         click.echo(f"precision {precision} ({why})", err=True)
     rec = Reconstructor.open(model, runtime=runtime, precision=precision, tile=tile, overlap=overlap, batch=batch,
-                             threads=threads)
+                             threads=threads, confidence=confidence or preview)
     console = Console(stderr=True)
     done, failures = [], []
     with rec:
