@@ -47,13 +47,27 @@ def convert_photo(rec, photo_path: Path, target: Path, fmt: str, camera=None, co
     return result
 
 
-def convert_photos(rec, jobs, fmt: str, camera=None, confidence: bool = False, preview: bool = False,
-                   max_pixels: int | None = None, progress=None):
-    """Yield ``(photo_path, Converted or the exception it raised)`` for each ``(photo_path, target)`` of
-    ``jobs``, in order, with :func:`convert_photo`'s options. A result is yielded before the next photo's
-    files are written, so a caller that stops at a failure leaves no output it was not told of."""
+def read_ahead(photo_path: Path, max_pixels: int | None = None) -> Future:
+    """Start decoding ``photo_path`` on its own thread, e.g. while the model loads (`rawedge infer` does, so
+    the first photo's JPEG decoding no longer waits for the model); give it to :func:`convert_photos`."""
     from rawedge.io.photo import read_photo
 
+    pool = ThreadPoolExecutor(1, "rawedge-read-ahead")
+    try:
+        return pool.submit(read_photo, photo_path, max_pixels=max_pixels)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends after this one photo
+
+
+def convert_photos(rec, jobs, fmt: str, camera=None, confidence: bool = False, preview: bool = False,
+                   max_pixels: int | None = None, progress=None, ahead: dict | None = None):
+    """Yield ``(photo_path, Converted or the exception it raised)`` for each ``(photo_path, target)`` of
+    ``jobs``, in order, with :func:`convert_photo`'s options. A result is yielded before the next photo's
+    files are written, so a caller that stops at a failure leaves no output it was not told of. ``ahead``:
+    {photo_path: :func:`read_ahead` future} of photos whose decoding has started already."""
+    from rawedge.io.photo import read_photo
+
+    ahead = dict(ahead or {})
     jobs = iter(jobs)
     with ThreadPoolExecutor(1, "rawedge-read") as reader, ThreadPoolExecutor(1, "rawedge-write") as writer:
         reads: deque = deque()
@@ -61,7 +75,8 @@ def convert_photos(rec, jobs, fmt: str, camera=None, confidence: bool = False, p
         def read_next() -> None:
             job = next(jobs, None)
             if job is not None:
-                reads.append((job, reader.submit(read_photo, job[0], max_pixels=max_pixels)))
+                started = ahead.pop(job[0], None)
+                reads.append((job, started or reader.submit(read_photo, job[0], max_pixels=max_pixels)))
 
         read_next()
         pending = None  # (photo path, the write in flight or the failure)

@@ -87,6 +87,14 @@ def test_colour_ops_twins(rng):
     assert np.allclose(ops.srgb_to_linear(ops.linear_to_srgb(x)), x, atol=1e-5)
 
 
+def test_linear_to_srgb_is_the_piecewise_curve_everywhere():
+    """The one-minimum form equals IEC 61966-2-1's two pieces, at the knee, below 0 and above 1 too."""
+    x = np.concatenate([np.linspace(-0.5, 1.5, 200_001), np.linspace(0.0030, 0.0033, 10_001)]).astype(np.float32)
+    c = np.clip(x.astype(np.float64), 0.0, 1.0)
+    reference = np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
+    assert np.abs(ops.linear_to_srgb(x) - reference).max() < 1e-6
+
+
 def test_pipeline_twins(rng):
     from rawedge.isp.pipeline import process, unprocess
     from rawedge.types import CameraProfile

@@ -112,7 +112,7 @@ def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads,
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rawedge.convert import convert_photos
+    from rawedge.convert import convert_photos, read_ahead
     from rawedge.runtimes import Reconstructor
 
     files = collect_photos(photos)
@@ -125,6 +125,7 @@ def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads,
     if not todo:
         return
     model = Path(model_path) if model_path else default_model_path()
+    ahead = {todo[0][0]: read_ahead(todo[0][0], max_pixels)}  # decodes while the model loads
     if precision == "auto":
         from rawedge.runtimes.factory import auto_precision
 
@@ -144,7 +145,7 @@ def infer(photos, model_path, runtime, precision, tile, overlap, batch, threads,
             files_task = progress.add_task("photos", total=len(todo))
             tiles_task = progress.add_task("tiles", total=None)
             results = convert_photos(rec, todo, fmt, options, confidence, preview, max_pixels,
-                                     lambda d, t: progress.update(tiles_task, completed=d, total=t))
+                                     lambda d, t: progress.update(tiles_task, completed=d, total=t), ahead)
             for photo_path, result in results:
                 progress.update(files_task, description=photo_path.name)
                 progress.advance(files_task)

@@ -171,15 +171,20 @@ def srgb_to_linear(x: np.ndarray) -> np.ndarray:
 
 
 def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    """sRGB transfer function; input clipped to [0, 1]."""
+    """sRGB transfer function; input clipped to [0, 1].
+
+    The piecewise curve as one minimum: the power segment evaluated on x clipped to [0.0031308, 1] is
+    constant below the knee and, being concave with a slope under 12.92 above it, lies below the linear toe
+    12.92 x there, so min(power(clip(x)), 12.92 max(x, 0)) is the sRGB curve (to the last bit but at the
+    knee itself) without a masked gather, which cost as much as the rest of the curve."""
     x = np.asarray(x, dtype=np.float32)
-    low = x <= np.float32(0.0031308)
-    out = np.clip(x, np.float32(0.0031308), np.float32(1.0))  # one pass; the linear toe is written below
+    out = np.clip(x, np.float32(0.0031308), np.float32(1.0))
     np.power(out, np.float32(1 / 2.4), out=out)
     out *= np.float32(1.055)
     out -= np.float32(0.055)
-    out[low] = np.float32(12.92) * np.maximum(x[low], np.float32(0.0))
-    return out
+    toe = np.maximum(x, np.float32(0.0))
+    toe *= np.float32(12.92)
+    return np.minimum(out, toe, out=out)
 
 
 def smoothstep_tone(x: np.ndarray) -> np.ndarray:
