@@ -53,7 +53,7 @@ def build_data(work: Path, options=None) -> None:
 
 
 def train_fold(work: Path, held_out: str | None, steps: int | None, recipe_path: Path,
-               threads: int | None = None) -> Path:
+               threads: int | None = None, seed: int | None = None) -> Path:
     """Train on the pool without the ``held_out`` family (None: on everything) and return the checkpoint."""
     from rawedge.data.mix import fold_manifest
     from rawedge.training.recipe import Recipe
@@ -77,6 +77,9 @@ def train_fold(work: Path, held_out: str | None, steps: int | None, recipe_path:
         d["train"]["max_steps"] = steps
     if threads:
         d["train"]["threads"] = threads
+    if seed is not None:  # initialisation, crops and the edit-aware loss's random edits
+        d["train"]["seed"] = seed
+        d["loss"].setdefault("config", {})["seed"] = seed
     recipe = Recipe.from_dict(d, recipe_path)
     resume = run / "last.pt" if (run / "last.pt").is_file() else None
     log(f"training {name} ({recipe.train.max_steps} steps){' (resuming)' if resume else ''}")
@@ -234,6 +237,9 @@ def main() -> None:
     parser.add_argument("--recipe", default=RECIPE, type=Path)
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--seed", type=int, help="training seed (default: the recipe's); with the same pool and "
+                                                 "held-out renderings (link WORK/pool and --eval-from) it measures "
+                                                 "how much the result owes to one seed")
     parser.add_argument("--threads", type=int, help="torch threads per training (two processes with 1 each "
                                                        "can train two folds at once on 2 cores)")
     parser.add_argument("--plain-fraction", type=float, default=0.5,
@@ -278,12 +284,12 @@ def main() -> None:
             if path.is_file():
                 reports[family] = json.loads(path.read_text())
             continue
-        checkpoint = train_fold(work, family, args.steps, args.recipe, args.threads)
+        checkpoint = train_fold(work, family, args.steps, args.recipe, args.threads, args.seed)
         if args.hedge:
             checkpoint, _ = hedge_fold(work, family, args.families)
         reports[family] = score_fold(work, family, checkpoint, report_name)
     if args.all and not args.table_only:
-        log(f"candidate default trained on every family: {train_fold(work, None, args.steps, args.recipe, args.threads)}")
+        log(f"candidate default trained on every family: {train_fold(work, None, args.steps, args.recipe, args.threads, args.seed)}")
         if args.hedge:
             log(f"candidate default hedged: {hedge_fold(work, None, args.families)[0]}")
     if not reports:
