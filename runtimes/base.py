@@ -53,6 +53,7 @@ class Runner(abc.ABC):
 
     backend = "base"
     thread_safe = False
+    skip_outputs: tuple[str, ...] = ()  # model outputs this runner does not compute (OpenVinoRunner can prune)
 
     def __init__(self, model_path: str | os.PathLike, name: str | None = None,
                  metadata: ModelMeta | None = None):

@@ -214,7 +214,7 @@ class Reconstructor:
         """Accumulate ``results`` (from :meth:`run`, or outputs computed elsewhere for the plan's batches);
         ``.raw()`` of the result is the RawImage. ``confidence``: also blend the model's ``sigma``."""
         if confidence and not self.has_confidence:
-            if "sigma" in getattr(self.runner, "skip_outputs", ()):
+            if "sigma" in self.runner.skip_outputs:
                 raise RawedgeError(self.runner.model_path, "opened without its confidence output "
                                                            "(Reconstructor.open(..., confidence=True) keeps it)")
             raise RawedgeError(self.runner.model_path, "this model has no confidence output ('sigma'); "
