@@ -99,63 +99,90 @@ def family_eval(work: Path, family: str) -> Path:
     return data
 
 
-def sweep_rows(work: Path, checkpoint: Path, family: str) -> list[dict]:
-    """rawedge.training.blend.sweep of ``checkpoint`` on ``family``'s renderings, cached beside it."""
+def sweep_rows(work: Path, checkpoint: Path, family: str, tone: float = 1.0) -> list[dict]:
+    """rawedge.training.blend.sweep of ``checkpoint`` on ``family``'s renderings at tone blend ``tone``,
+    cached beside it."""
     from rawedge.training.blend import sweep
 
-    out = checkpoint.parent / f"sweep-{family}.json"
+    out = checkpoint.parent / (f"sweep-{family}.json" if tone == 1.0 else f"sweep-{family}-tone{tone:.2f}.json")
     if out.is_file():
         return json.loads(out.read_text())
-    log(f"sweeping the prior blend of {checkpoint.parent.parent.name} on {family}")
-    rows = sweep(checkpoint, family_eval(work, family), center_crop=EVAL_CROP)
+    log(f"sweeping the prior blend of {checkpoint.parent.parent.name} on {family} at tone blend {tone}")
+    rows = sweep(checkpoint, family_eval(work, family), center_crop=EVAL_CROP, tone=tone)
     out.write_text(json.dumps(rows))
     return rows
 
 
-def sweep_table(work: Path, families) -> str:
-    """The prior blend swept on each trained fold's own held-out family (rawedge.training.blend): gain over
-    the analytic inverse per camera at each lambda. Chosen with hindsight on the images it is reported
-    on, so it bounds what any fixed lambda could do; it is not a result."""
+def hedge_rows(work: Path, family: str, tones) -> tuple[list[dict], list]:
+    """Fold ``family``'s sweeps on its own held-out renderings over the (tone blend, lambda) grid
+    (rawedge.training.blend.hedge_grid); with one tone blend of 1, the plain lambda grid."""
+    from rawedge.training.blend import GRID, hedge_grid
+
+    final = work / f"fold-{family}" / "run" / "final.pt"
+    if tuple(tones) == (1.0,):
+        return sweep_rows(work, final, family), list(GRID)
+    return hedge_grid({mu: sweep_rows(work, final, family, mu) for mu in tones})
+
+
+def _label(point) -> str:
+    return f"mu {point[0]:.2f} lambda {point[1]:.1f}" if isinstance(point, tuple) else f"{point:.1f}"
+
+
+def sweep_table(work: Path, families, tones=(1.0,)) -> str:
+    """The hedges swept on each trained fold's own held-out family (rawedge.training.blend): gain over the
+    analytic inverse per camera at each lambda, one block of columns per tone blend. Chosen with hindsight
+    on the images it is reported on, so it bounds what any fixed hedge could do; it is not a result."""
     from rawedge.training.blend import GRID, choose
 
-    lines = ["| held out | camera | " + " | ".join(f"{lam:.1f}" for lam in GRID) + " |",
-             "|---|---|" + "---|" * len(GRID)]
+    tones = sorted(tones, reverse=True)
+    cols = [(mu, lam) for mu in tones for lam in GRID]
+    lines = ["| held out | camera | " + " | ".join(f"{mu:.2f}/{lam:.1f}" if len(tones) > 1 else f"{lam:.1f}"
+                                                  for mu, lam in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    if len(tones) > 1:
+        lines.insert(0, "Columns: tone blend mu / prior blend lambda.\n")
     for family in families:
         final = work / f"fold-{family}" / "run" / "final.pt"
         if not final.is_file():
             continue
-        lam, evidence = choose(sweep_rows(work, final, family))
-        for cam, gains in evidence["cameras"].items():
+        rows, grid = hedge_rows(work, family, tones)
+        best, evidence = choose(rows, grid)
+        per_mu = {mu: choose(sweep_rows(work, final, family, mu))[1] for mu in tones}
+        for cam in evidence["cameras"]:
             for key in ("raw", "srgb"):
-                lines.append(f"| {family} | {cam} {key} | " + " | ".join(f"{g:+.2f}" for g in gains[key]) + " |")
-        lines.append(f"| {family} | worst camera | " + " | ".join(f"{g:+.2f}" for g in evidence["worst_camera_gain_db"])
-                     + f" |  (best in hindsight: {lam})")
+                lines.append(f"| {family} | {cam} {key} | " + " | ".join(
+                    f"{g:+.2f}" for mu in tones for g in per_mu[mu]["cameras"][cam][key]) + " |")
+        lines.append(f"| {family} | worst camera | " + " | ".join(
+            f"{g:+.2f}" for mu in tones for g in per_mu[mu]["worst_camera_gain_db"])
+                     + f" |  (best in hindsight: {_label(best)})")
     return "\n".join(lines) + "\n"
 
 
 BAR_FLOOR_DB = -0.3  # issue 13: no held-out camera more than 0.3 dB below the analytic inverse
 
 
-def hedge_fold(work: Path, family: str | None, families) -> tuple[Path, float]:
-    """Fold ``family``'s checkpoint hedged toward the analytic inverse (rawedge.training.blend), with lambda
-    chosen across folds: from the other folds' sweeps (each the other fold's model on the family it did not
-    see), never from ``family``'s own images; the largest mean gain whose worst camera stays within the
-    bar's tolerance there. ``family`` None: the model trained on every family (the candidate default),
-    lambda chosen from all the folds' sweeps together."""
+def hedge_fold(work: Path, family: str | None, families, tones=(1.0,)) -> tuple[Path, object]:
+    """Fold ``family``'s checkpoint hedged toward the analytic inverse (rawedge.training.blend), with the
+    hedge chosen across folds: from the other folds' sweeps (each the other fold's model on the family it did
+    not see), never from ``family``'s own images; the largest mean gain whose worst camera stays within the
+    bar's tolerance there. ``tones``: the tone blends swept (one of 1: lambda only). ``family`` None: the
+    model trained on every family (the candidate default), hedge chosen from all the folds' sweeps together."""
     from rawedge.training.blend import choose, with_blend
 
     chosen_on = [f for f in families if f != family]
-    rows = []
+    rows, grid = [], None
     for other in chosen_on:
-        rows += sweep_rows(work, work / f"fold-{other}" / "run" / "final.pt", other)
-    lam, evidence = choose(rows, floor=BAR_FLOOR_DB)
+        other_rows, grid = hedge_rows(work, other, tones)
+        rows += other_rows
+    point, evidence = choose(rows, grid, floor=BAR_FLOOR_DB)
+    mu, lam = point if isinstance(point, tuple) else (1.0, point)
     run = work / (f"fold-{family}" if family else "all") / "run"
-    out = run / f"hedged-{lam:.1f}.pt"
+    out = run / (f"hedged-{lam:.1f}.pt" if mu == 1.0 else f"hedged-tone{mu:.2f}-{lam:.1f}.pt")
     if not out.is_file():
-        with_blend(run / "final.pt", lam, out, {**evidence, "chosen_on": chosen_on})
-    log(f"{f'fold {family}' if family else 'every family'}: prior_blend {lam} from the folds {chosen_on} "
-        f"(worst camera there {evidence['worst_camera_gain_db']})")
-    return out, lam
+        with_blend(run / "final.pt", lam, out, {**evidence, "chosen_on": chosen_on}, tone=mu)
+    log(f"{f'fold {family}' if family else 'every family'}: {_label(point)} from the folds {chosen_on} "
+        f"(worst camera there {evidence['worst_camera_gain_db'][grid.index(point)]:+.2f} dB)")
+    return out, point
 
 
 def score_fold(work: Path, family: str, checkpoint: Path, report_name: str = "report.json") -> dict:
@@ -258,10 +285,14 @@ def main() -> None:
     parser.add_argument("--hedge", action="store_true",
                         help="score each trained fold hedged toward the analytic inverse, lambda chosen from the "
                              "other folds' sweeps (hedge_fold); reports report-hedged.json, table-hedged.md")
+    parser.add_argument("--tones", default="1.0,0.5,0.0",
+                        help="tone blends swept for the hedge, comma-separated (rawedge.models.unet tone_blend; "
+                             "1.0 alone: lambda only, as in the fifth round)")
     parser.add_argument("--all", action="store_true",
                         help="also train on every family (the candidate default model) into WORK/all/run/final.pt; with --hedge, "
                              "also hedge it with the lambda all the folds' sweeps choose (WORK/all/run/hedged-L.pt)")
     args = parser.parse_args()
+    tones = tuple(float(t) for t in args.tones.split(","))
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     reports = {}
@@ -273,11 +304,12 @@ def main() -> None:
         build_data(work, MixOptions(libraw=args.libraw, plain_fraction=args.plain_fraction,
                                     libraw_default=args.libraw_default, overexposed=args.overexposed))
     if args.sweep:
-        text = sweep_table(work, args.families)
+        text = sweep_table(work, args.families, tones)
         (work / "sweep.md").write_text(text)
         print(text)
         return
-    report_name = "report-hedged.json" if args.hedge else "report.json"
+    suffix = ("-hedged" if tones == (1.0,) else "-hedged-tone") if args.hedge else ""
+    report_name = f"report{suffix}.json"
     for family in args.families:
         if args.table_only:
             path = work / f"fold-{family}" / report_name
@@ -286,16 +318,15 @@ def main() -> None:
             continue
         checkpoint = train_fold(work, family, args.steps, args.recipe, args.threads, args.seed)
         if args.hedge:
-            checkpoint, _ = hedge_fold(work, family, args.families)
+            checkpoint, _ = hedge_fold(work, family, args.families, tones)
         reports[family] = score_fold(work, family, checkpoint, report_name)
     if args.all and not args.table_only:
         log(f"candidate default trained on every family: {train_fold(work, None, args.steps, args.recipe, args.threads, args.seed)}")
         if args.hedge:
-            log(f"candidate default hedged: {hedge_fold(work, None, args.families)[0]}")
+            log(f"candidate default hedged: {hedge_fold(work, None, args.families, tones)[0]}")
     if not reports:
         return
     text = table(work, reports)
-    suffix = "-hedged" if args.hedge else ""
     (work / f"table{suffix}.md").write_text(text)
     (work / f"lofo{suffix}.json").write_text(json.dumps({f: {"summary": r["summary"], "by_camera": r["by_camera"],
                                                     "by_kind": r["by_kind"], "confidence": r.get("confidence")}

@@ -101,3 +101,57 @@ def test_sweep_scores_every_lambda_from_one_pass(toy_dir, offset_unet):
         assert r["raw"][2] == pytest.approx(im["model"]["raw"]["psnr"], abs=1e-3)  # lambda 1: the model
         assert r["srgb"][2] == pytest.approx(im["model"]["srgb"]["default"]["psnr"], abs=1e-3)
         assert r["raw"][1] != pytest.approx(r["raw"][2], abs=1e-3)
+    with pytest.raises(ValueError, match="global tone"):
+        sweep(offset_unet, toy_dir, tone=0.5)  # nothing to hedge: an error, not a silent lambda-only sweep
+
+
+def test_hedge_grid_joins_tone_sweeps_with_the_analytic_inverse_once():
+    from rawedge.training.blend import hedge_grid
+
+    full = _rows({"a": lambda lam: 2.0 * lam, "b": lambda lam: -3.0 * lam})  # the global tone hurts camera b
+    untoned = _rows({"a": lambda lam: 1.0 * lam, "b": lambda lam: 1.0 * lam})
+    rows, pairs = hedge_grid({1.0: full, 0.0: untoned})
+    assert pairs[0] == (1.0, 0.0) and len(pairs) == 1 + 2 * (len(GRID) - 1)
+    assert all(len(r["raw"]) == len(pairs) for r in rows)
+    assert rows[0]["raw"][pairs.index((0.0, 1.0))] == pytest.approx(31.0)
+    assert rows[1]["raw"][pairs.index((1.0, 1.0))] == pytest.approx(27.0)
+    point, evidence = choose(rows, pairs)
+    assert point == (0.0, 1.0)  # no tone, full refinement: both cameras gain 1 dB
+    assert evidence["grid"][0] == [1.0, 0.0]
+    assert choose(rows, pairs, floor=-0.3)[0] == (0.0, 1.0)
+    with pytest.raises(ValueError, match="other images"):
+        hedge_grid({1.0: full, 0.0: untoned[:1]})
+    with pytest.raises(ValueError, match="at least one"):
+        hedge_grid({})
+
+
+def test_tone_blend_scales_the_global_tone_toward_none(tmp_path):
+    from rawedge.models.checkpoint import load_checkpoint, save_checkpoint
+    from rawedge.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", width=4, depth=1, global_tone=True, prior_stats=True, tone_input="stats")
+    with torch.no_grad():
+        model.tone.bias.copy_(torch.tensor([0.5, 0.4, 0.4, 0.3, -0.2, -0.2, -0.2, -0.2]))
+    path = tmp_path / "toned.pt"
+    save_checkpoint(path, model, recipe={"name": "test"})
+    prior = torch.full((1, 4, 8, 8), 0.25)
+    g = torch.zeros(1, model.tone.in_features)
+    with torch.no_grad():
+        full = model.toned_prior(prior, g)
+        model.tone_blend = 0.0
+        assert torch.equal(model.toned_prior(prior, g), prior)  # mu 0: the analytic inverse's own tone
+        model.tone_blend = 0.5
+        half = model.toned_prior(prior, g)
+    gain, gamma = torch.exp(model.tone.bias[:4] * 0.5), torch.exp(model.tone.bias[4:] * 0.5)
+    torch.testing.assert_close(half[0, :, 0, 0], gain * 0.25 ** gamma)
+    assert not torch.allclose(half, full)
+    out = tmp_path / "hedged.pt"
+    with_blend(path, 0.8, out, tone=0.5)
+    hedged, ckpt = load_checkpoint(out)
+    assert hedged.tone_blend == 0.5 and ckpt["config"]["tone_blend"] == 0.5
+    assert ckpt["extra"]["prior_blend"]["tone_blend"] == 0.5
+    with pytest.raises(ValueError, match="tone_blend"):
+        create_model("unet", width=4, depth=1, tone_blend=0.5)  # no global tone to hedge
+    with pytest.raises(ValueError, match="tone_blend"):
+        create_model("unet", width=4, depth=1, global_tone=True, tone_blend=-0.1)

@@ -438,7 +438,8 @@ def test_cli_info_and_errors(unet_export, tmp_path):
     assert info.returncode == 0, info.stderr
     text = info.stdout
     for expected in ("rawedge model 'unet' (fp32)", "opset ai.onnx 17", "inputs       srgb [N,3,H,W] float32",
-                     "exif [N,4] float32", "outputs      raw [N,4,h,w] float32", "depth=2  exif_dim=0", "global_tone=False  prior_blend=1.0  prior_stats=False  tone_input=all  width=4",
+                     "exif [N,4] float32", "outputs      raw [N,4,h,w] float32", "depth=2  exif_dim=0", "global_tone=False  prior_blend=1.0  prior_stats=False  tone_blend=1.0  tone_input=all",
+                     "width=4",
                      "align 8", f"cameras      {S40}, generic", "recipe       id=test-recipe", "parity",
                      "onnxruntime", "boxes_s40.jpg"):
         assert expected in text, (expected, text)

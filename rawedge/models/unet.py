@@ -28,6 +28,11 @@ Two options bring in what ParamISP learns globally, at almost no cost per pixel:
   few cameras cannot tell how far to trust itself on others). rawedge.training.blend sweeps it and
   writes it into a checkpoint; benchmarks/lofo.py --hedge chooses it for each held-out family from the
   other folds' sweeps (0.9 for every fold of the fifth round, docs/model-card.md).
+* ``tone_blend`` (mu in [0, 1], default 1): the global tone's log-gains and log-gammas are scaled by mu,
+  a hedge of the image-wide exposure and curve toward the analytic inverse's. The global tone is the part
+  of the model that transfers worst to an unseen camera (issue 13's sixth round: a model that never saw a
+  GoPro darkens every GoPro rendering, while its local refinement still beats the analytic inverse), so
+  it gets its own hedge; chosen with ``prior_blend`` by the same rule (rawedge.training.blend).
 """
 from __future__ import annotations
 
@@ -92,11 +97,11 @@ class ThumbEncoder(nn.Module):
 class UNet(ReverseISP):
     default_config: ClassVar[dict] = {"width": 16, "depth": 3, "exif_dim": 0, "global_tone": False, "exif_dropout": 0.2,
                                       "prior_stats": False, "confidence": False,
-                                      "prior_blend": 1.0, "tone_input": "all"}
+                                      "prior_blend": 1.0, "tone_input": "all", "tone_blend": 1.0}
 
     def __init__(self, width: int = 16, depth: int = 3, exif_dim: int = 0, global_tone: bool = False,
                  exif_dropout: float = 0.2, prior_stats: bool = False, confidence: bool = False,
-                 prior_blend: float = 1.0, tone_input: str = "all"):
+                 prior_blend: float = 1.0, tone_input: str = "all", tone_blend: float = 1.0):
         super().__init__()
         if tone_input not in ("all", "stats"):
             raise ValueError(f"tone_input must be 'all' or 'stats', got {tone_input!r}")
@@ -106,6 +111,11 @@ class UNet(ReverseISP):
         if not 0.0 <= float(prior_blend) <= 1.0:
             raise ValueError(f"prior_blend must be in [0, 1], got {prior_blend}")
         self.prior_blend = float(prior_blend)
+        if not 0.0 <= float(tone_blend) <= 1.0:
+            raise ValueError(f"tone_blend must be in [0, 1], got {tone_blend}")
+        if float(tone_blend) != 1.0 and not global_tone:
+            raise ValueError("tone_blend needs global_tone (there is no tone to hedge)")
+        self.tone_blend = float(tone_blend)
         self.confidence = bool(confidence)
         if self.confidence:
             self.output_names = ("raw", "sigma")
@@ -144,10 +154,14 @@ class UNet(ReverseISP):
         return g + s, (s if self.tone_input == "stats" else g + s)
 
     def toned_prior(self, prior: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """``gain * prior ** gamma`` per channel, both from ``g`` (the tone's input features)."""
+        """``gain * prior ** gamma`` per channel, both from ``g`` (the tone's input features), their logs
+        scaled by ``tone_blend``."""
         if self.tone is None:
             return prior
-        t = self.tone(g)[:, :, None, None].clamp(-TONE_LIMIT, TONE_LIMIT)  # finite gains and gammas
+        t = self.tone(g)
+        if self.tone_blend != 1.0:
+            t = self.tone_blend * t
+        t = t[:, :, None, None].clamp(-TONE_LIMIT, TONE_LIMIT)  # finite gains and gammas
         return (torch.exp(t[:, :4]) * prior.clamp(min=1e-6).pow(torch.exp(t[:, 4:]))).clamp(0.0, 1.0)
 
     def hedged(self, raw: torch.Tensor, analytic: torch.Tensor) -> torch.Tensor:

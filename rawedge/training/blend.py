@@ -1,4 +1,5 @@
-"""How far to trust a learned model on cameras it never saw: the hedge ``prior_blend`` (rawedge.models.unet).
+"""How far to trust a learned model on cameras it never saw: the hedges ``prior_blend`` and ``tone_blend``
+(rawedge.models.unet).
 
 A model that learned a few cameras extrapolates to others with confidence it has not earned (the fourth
 round of issue 13: a global tone it applies to every rendering of an unseen camera). Its output can be
@@ -12,6 +13,11 @@ model at every lambda of a grid (the blend is linear in the model's output, so o
 gains most over the analytic inverse (RAW and edited-sRGB PSNR, the two numbers of issue 13); the mean
 gain breaks ties. A lambda picked from a fold's own held-out family is hindsight: an upper bound on what
 any fixed lambda can do there (``benchmarks/lofo.py --sweep``), not a result.
+
+The second hedge, ``tone_blend`` (mu), scales the model's global tone (image-wide exposure and curve)
+toward none. It changes what the network sees, so each mu costs a forward pass: :func:`sweep` takes one
+mu, :func:`hedge_grid` joins sweeps at several mu into rows over (mu, lambda) pairs, and :func:`choose`
+picks a pair the same way it picks a lambda.
 """
 from __future__ import annotations
 
@@ -24,10 +30,11 @@ GRID = tuple(round(0.1 * k, 1) for k in range(11))  # 0.0, 0.1, ..., 1.0
 
 
 def sweep(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, grid=GRID, center_crop: int | None = None,
-          split: str = "val", tile: int = 512, overlap: int = 64, on_step=None) -> list[dict]:
+          split: str = "val", tile: int = 512, overlap: int = 64, on_step=None, tone: float = 1.0) -> list[dict]:
     """Per image: {"id", "camera", "kind", "family", "raw": [PSNR per lambda], "srgb": [...]} where the RAW
     PSNR is on packed RGGB and the sRGB PSNR after the default edit (``rawedge eval``'s conventions); the
-    analytic inverse is lambda = 0. The checkpoint's own ``prior_blend`` is ignored (taken as 1)."""
+    analytic inverse is lambda = 0. The checkpoint's own ``prior_blend`` is ignored (taken as 1) and its
+    ``tone_blend`` replaced by ``tone``."""
     import torch
 
     from rawedge.data.dataset import PairDataset
@@ -40,6 +47,10 @@ def sweep(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, grid=GRID,
     model, _, ckpt = load_model(os.fspath(checkpoint), torch.device("cpu"))
     if hasattr(model, "prior_blend"):
         model.prior_blend = 1.0
+    if tone != 1.0 and getattr(model, "tone", None) is None:
+        raise ValueError(f"{checkpoint}: a tone blend of {tone} needs a model with a global tone")
+    if hasattr(model, "tone_blend"):
+        model.tone_blend = float(tone)
     model = open_reconstructor(model, ckpt, "cpu", tile, overlap)
     analytic = open_reconstructor(create_model("analytic").eval(), {}, "cpu", max(tile, 2048), 0)
     default_edit = fixed_edits()[0]
@@ -65,6 +76,29 @@ def sweep(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, grid=GRID,
     return rows
 
 
+def hedge_grid(rows_by_tone: dict[float, list[dict]], grid=GRID) -> tuple[list[dict], list[tuple[float, float]]]:
+    """(rows, pairs): sweeps of one model at several tone blends (``{mu: sweep rows}``, the same images in
+    the same order) joined into rows over (mu, lambda) pairs, for :func:`choose`. The analytic inverse
+    (lambda 0, where mu does not matter) comes once and first."""
+    tones = sorted(rows_by_tone, reverse=True)
+    if not tones:
+        raise ValueError("hedge_grid needs the sweep of at least one tone blend")
+    if grid[0] != 0.0:
+        raise ValueError("the grid must start at 0 (the analytic inverse)")
+    pairs = [(tones[0], 0.0)] + [(mu, lam) for mu in tones for lam in grid[1:]]
+    base = rows_by_tone[tones[0]]
+    for mu in tones[1:]:
+        if [r["id"] for r in rows_by_tone[mu]] != [r["id"] for r in base]:
+            raise ValueError(f"the sweep at tone blend {mu} covers other images than the one at {tones[0]}")
+    rows = []
+    for j, r in enumerate(base):
+        joined = {k: v for k, v in r.items() if k not in ("raw", "srgb")}
+        for key in ("raw", "srgb"):
+            joined[key] = [r[key][0]] + [rows_by_tone[mu][j][key][k] for mu in tones for k in range(1, len(grid))]
+        rows.append(joined)
+    return rows, pairs
+
+
 def camera_gains(rows: list[dict]) -> dict[str, dict[str, np.ndarray]]:
     """{camera: {"raw": gain per lambda, "srgb": gain per lambda}}: mean PSNR over the camera's images
     minus the analytic inverse's (lambda = 0, the first grid point)."""
@@ -80,6 +114,7 @@ def camera_gains(rows: list[dict]) -> dict[str, dict[str, np.ndarray]]:
 
 def choose(rows: list[dict], grid=GRID, floor: float | None = None) -> tuple[float, dict]:
     """(lambda, evidence) from ``rows`` (images of cameras the swept models did not see; lambda = 0 first).
+    ``grid`` may hold (mu, lambda) pairs (:func:`hedge_grid`); the chosen pair is returned then.
 
     Without ``floor``: the grid point maximising the worst camera's gain (the smaller of its RAW and sRGB
     gains), ties (within 0.01 dB) to the larger mean gain. With ``floor`` (dB, e.g. -0.3, the tolerance of
@@ -87,7 +122,7 @@ def choose(rows: list[dict], grid=GRID, floor: float | None = None) -> tuple[flo
     (lambda = 0 always does), so a lambda that costs one camera a little and gains much elsewhere wins."""
     if not rows:
         raise ValueError("choose needs sweep rows of at least one image")
-    if grid[0] != 0.0:
+    if (grid[0][-1] if isinstance(grid[0], tuple) else grid[0]) != 0.0:
         raise ValueError("the grid must start at 0 (the analytic inverse)")
     gains = camera_gains(rows)
     worst = np.min([np.minimum(g["raw"], g["srgb"]) for g in gains.values()], axis=0)
@@ -96,23 +131,30 @@ def choose(rows: list[dict], grid=GRID, floor: float | None = None) -> tuple[flo
         best = max(range(len(grid)), key=lambda k: (round(float(worst[k]) / 0.01), float(mean[k])))
     else:
         best = max((k for k in range(len(grid)) if worst[k] >= floor or k == 0), key=lambda k: float(mean[k]))
-    evidence = {"grid": list(grid), "floor_db": floor, "worst_camera_gain_db": [round(float(x), 3) for x in worst],
+    evidence = {"grid": [list(g) if isinstance(g, tuple) else g for g in grid], "floor_db": floor, "worst_camera_gain_db": [round(float(x), 3) for x in worst],
                 "mean_gain_db": [round(float(x), 3) for x in mean],
                 "cameras": {cam: {k: [round(float(x), 3) for x in v] for k, v in g.items()}
                             for cam, g in gains.items()}}
-    return float(grid[best]), evidence
+    pick = grid[best]
+    return (tuple(float(x) for x in pick) if isinstance(pick, tuple) else float(pick)), evidence
 
 
-def with_blend(checkpoint: str | os.PathLike, lam: float, out: str | os.PathLike, evidence: dict | None = None):
-    """A copy of ``checkpoint`` whose model config carries ``prior_blend = lam`` (and the evidence it was
-    chosen on, under ``extra.prior_blend``), so export and every runtime apply the same hedge."""
+def with_blend(checkpoint: str | os.PathLike, lam: float, out: str | os.PathLike, evidence: dict | None = None,
+               tone: float = 1.0):
+    """A copy of ``checkpoint`` whose model config carries ``prior_blend = lam`` and ``tone_blend = tone``
+    (and the evidence they were chosen on, under ``extra.prior_blend``), so export and every runtime apply
+    the same hedge."""
     from rawedge.models.checkpoint import load_checkpoint, save_checkpoint
 
     model, ckpt = load_checkpoint(checkpoint)
     if "prior_blend" not in model.config:
         raise ValueError(f"{checkpoint}: model {ckpt['model_name']!r} has no prior_blend option")
-    model.config = {**model.config, "prior_blend": float(lam)}
+    if tone != 1.0 and getattr(model, "tone", None) is None:
+        raise ValueError(f"{checkpoint}: a tone blend of {tone} needs a model with a global tone")
+    model.config = {**model.config, "prior_blend": float(lam), **({"tone_blend": float(tone)} if tone != 1.0 else {})}
     model.prior_blend = float(lam)
+    model.tone_blend = float(tone)
     save_checkpoint(out, model, camera_profiles=ckpt.get("camera_profiles"), recipe=ckpt.get("recipe"),
                     metrics=ckpt.get("metrics"),
-                    extra={**(ckpt.get("extra") or {}), "prior_blend": {"value": float(lam), **(evidence or {})}})
+                    extra={**(ckpt.get("extra") or {}), "prior_blend": {"value": float(lam), "tone_blend": float(tone),
+                                                                   **(evidence or {})}})
