@@ -315,9 +315,10 @@ def main() -> None:
     parser.add_argument("--hedge", action="store_true",
                         help="score each trained fold hedged toward the analytic inverse, lambda chosen from the "
                              "other folds' sweeps (hedge_fold); reports report-hedged.json, table-hedged.md")
-    parser.add_argument("--tones", default="1.0,0.5,0.0",
-                        help="tone blends swept for the hedge, comma-separated (rawedge.models.unet tone_blend; "
-                             "1.0 alone: lambda only, as in the fifth round)")
+    parser.add_argument("--tones", default="1.0",
+                        help="tone blends swept for the hedge, comma-separated (rawedge.models.unet tone_blend), e.g. "
+                             "1.0,0.75,0.5,0.0; default 1.0: lambda only (the sixth round found that choosing mu across "
+                             "folds makes things worse, docs/lofo-round6-tone.md)")
     parser.add_argument("--all", action="store_true",
                         help="also train on every family (the candidate default model) into WORK/all/run/final.pt; with --hedge, "
                              "also hedge it with the lambda all the folds' sweeps choose (WORK/all/run/hedged-L.pt)")
