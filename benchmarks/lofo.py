@@ -27,6 +27,8 @@ from pathlib import Path
 
 import yaml
 
+from rawedge.training.blend import FLOOR_DB as BAR_FLOOR_DB  # issue 13's tolerance
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 RAW_DIRS = [SHARED / "raw", SHARED / "raw-gopro"]
@@ -99,12 +101,17 @@ def family_eval(work: Path, family: str) -> Path:
     return data
 
 
+def sweep_cache(run: Path, family: str, tone: float = 1.0) -> Path:
+    """Where a fold's sweep on ``family`` at tone blend ``tone`` is cached (beside its checkpoint)."""
+    return run / (f"sweep-{family}.json" if tone == 1.0 else f"sweep-{family}-tone{tone:.2f}.json")
+
+
 def sweep_rows(work: Path, checkpoint: Path, family: str, tone: float = 1.0) -> list[dict]:
     """rawedge.training.blend.sweep of ``checkpoint`` on ``family``'s renderings at tone blend ``tone``,
     cached beside it."""
     from rawedge.training.blend import sweep
 
-    out = checkpoint.parent / (f"sweep-{family}.json" if tone == 1.0 else f"sweep-{family}-tone{tone:.2f}.json")
+    out = sweep_cache(checkpoint.parent, family, tone)
     if out.is_file():
         return json.loads(out.read_text())
     log(f"sweeping the prior blend of {checkpoint.parent.parent.name} on {family} at tone blend {tone}")
@@ -158,7 +165,6 @@ def sweep_table(work: Path, families, tones=(1.0,)) -> str:
     return "\n".join(lines) + "\n"
 
 
-BAR_FLOOR_DB = -0.3  # issue 13: no held-out camera more than 0.3 dB below the analytic inverse
 
 
 def hedge_fold(work: Path, family: str | None, families, tones=(1.0,)) -> tuple[Path, object]:

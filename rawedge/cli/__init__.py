@@ -28,6 +28,7 @@ COMMANDS = {
     "train": ("rawedge.cli.train:train", "Train a reverse-ISP model from a recipe and/or flags."),
     "eval": ("rawedge.cli.train:evaluate", "Score a checkpoint on a data folder, next to the analytic inverse."),
     "finetune": ("rawedge.cli.train:finetune", "Adapt a model to one photo and one edit."),
+    "hedge": ("rawedge.cli.hedge:hedge", "Fit a model's hedge toward the analytic inverse to one camera's RAW files."),
     "prior": ("rawedge.cli.prior:prior", "PriorRAW prior metadata: per-camera tables of reference pixels."),
 }
 

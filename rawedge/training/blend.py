@@ -27,6 +27,8 @@ from collections import defaultdict
 import numpy as np
 
 GRID = tuple(round(0.1 * k, 1) for k in range(11))  # 0.0, 0.1, ..., 1.0
+TONES = (1.0, 0.75, 0.5, 0.0)  # tone blends fit_to_camera tries
+FLOOR_DB = -0.3  # issue 13's tolerance: no camera more than 0.3 dB below the analytic inverse
 
 
 def sweep(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, grid=GRID, center_crop: int | None = None,
@@ -158,3 +160,80 @@ def with_blend(checkpoint: str | os.PathLike, lam: float, out: str | os.PathLike
                     metrics=ckpt.get("metrics"),
                     extra={**(ckpt.get("extra") or {}), "prior_blend": {"value": float(lam), "tone_blend": float(tone),
                                                                    **(evidence or {})}})
+
+
+def _source(row: dict) -> str:
+    """The RAW file a sweep row was rendered from (``build_eval_set`` names renderings ``STEM-KIND``)."""
+    return row["id"].rsplit("-", 1)[0]
+
+
+def _gains(rows: list[dict], k: int) -> dict:
+    n = max(1, len(rows))
+    return {"images": len(rows), "raw_db": round(sum(r["raw"][k] - r["raw"][0] for r in rows) / n, 3),
+            "srgb_db": round(sum(r["srgb"][k] - r["srgb"][0] for r in rows) / n, 3)}
+
+
+def fit_to_camera(checkpoint: str | os.PathLike, raw_dir: str | os.PathLike, out: str | os.PathLike,
+                  tones=TONES, holdout: float = 0.34, center_crop: int | None = 1024, seed: int = 0,
+                  on_step=None) -> dict:
+    """Hedge ``checkpoint`` for one camera from RAW files of it (``raw_dir``), written to ``out``.
+
+    How brightly a camera exposes is not in its JPEGs (docs/lofo-round6-tone.md), so a model can be right in
+    detail and wrong in level on a camera it never saw. With a few RAW files of that camera the hedge
+    (``tone_blend``, ``prior_blend``) can be chosen on the camera itself: each file is rendered as the
+    protocol renders its held-out files (``rawedge.data.mix.build_eval_set``), swept at every tone blend, and
+    :func:`choose` picks on a seeded split of the files, by file; the held-out files report what the choice
+    is worth (``holdout`` 0: every file chooses and the gains are in sample). Returns the choice and the gains
+    over the analytic inverse on both parts."""
+    import tempfile
+    from pathlib import Path
+
+    from rawedge.calibration.dataset import is_raw, list_sources, split_sources
+    from rawedge.data.mix import build_eval_set
+    from rawedge.errors import RawedgeError
+    from rawedge.models.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    config = ckpt.get("config") or {}
+    if "prior_blend" not in config:
+        raise RawedgeError(checkpoint, f"model {ckpt.get('model_name')!r} has no hedge (prior_blend); "
+                                       "fit_to_camera needs a unet checkpoint")
+    tones = tuple(sorted({float(t) for t in tones} | {1.0}, reverse=True))
+    if any(not 0.0 <= t <= 1.0 for t in tones):
+        raise RawedgeError(None, f"tone blends must be in [0, 1], got {list(tones)}")
+    if not config.get("global_tone"):
+        tones = (1.0,)  # nothing to hedge but lambda
+    raws = [f for f in list_sources(raw_dir) if is_raw(f)]
+    if not raws:
+        raise RawedgeError(raw_dir, "no RAW files in this directory (the hedge is fitted on RAW files of the camera)")
+    if holdout:
+        split = split_sources(raws, holdout, seed, raw_dir)
+        chooser, held = {f.stem for f in split.calibration}, {f.stem for f in split.held_out}
+    else:
+        chooser, held = {f.stem for f in raws}, set()
+    with tempfile.TemporaryDirectory(prefix="rawedge-hedge-") as tmp:
+        links = Path(tmp) / "raw"
+        links.mkdir()
+        for f in raws:
+            (links / f.name).symlink_to(Path(f).resolve())
+        build_eval_set([links], Path(tmp) / "renderings", on_step=on_step)
+        rows_by_tone = {mu: sweep(checkpoint, Path(tmp) / "renderings", center_crop=center_crop, tone=mu,
+                                  on_step=on_step) for mu in tones}
+    rows, grid = hedge_grid(rows_by_tone)
+    result, evidence = choose_by_file(rows, grid, chooser, held)
+    with_blend(checkpoint, result["prior_blend"], out, {**evidence, "fitted_to_camera": result},
+               tone=result["tone_blend"])
+    return result
+
+
+def choose_by_file(rows: list[dict], grid, choosing: set[str], held_out: set[str]) -> tuple[dict, dict]:
+    """(result, evidence): :func:`choose` (with the bar's floor) on the renderings of the files named in
+    ``choosing`` (RAW file stems), and the chosen hedge's mean gains over the analytic inverse on those and
+    on the ``held_out`` files' renderings. ``grid``: (mu, lambda) pairs (:func:`hedge_grid`)."""
+    picked = [r for r in rows if _source(r) in choosing]
+    point, evidence = choose(picked, grid, floor=FLOOR_DB)
+    k = grid.index(point)
+    result = {"tone_blend": point[0], "prior_blend": point[1], "files_choosing": sorted(choosing),
+              "files_held_out": sorted(held_out), "choosing": _gains(picked, k),
+              "held_out": _gains([r for r in rows if _source(r) in held_out], k)}
+    return result, evidence
