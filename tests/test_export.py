@@ -505,3 +505,24 @@ def test_export_model_in_memory_reports_border_reaching_models(tmp_path):
     assert any("global statistic" in line for line in lines)
     assert meta.parity == {"checked": False}
     assert [p["name"] for p in meta.camera_profiles] == ["generic"]
+
+
+def test_hedges_are_baked_into_the_onnx_file(tmp_path):
+    """tone_blend and prior_blend (rawedge hedge, benchmarks/lofo.py --hedge) travel in the exported graph:
+    every runtime applies the hedge the checkpoint carries."""
+    torch.set_num_threads(1)
+    config = {"width": 4, "depth": 1, "global_tone": True, "prior_stats": True, "tone_input": "stats"}
+    outputs = {}
+    for tone in (1.0, 0.5):
+        ckpt = save_tiny(tmp_path / f"t{tone}.pt", "unet", **config, tone_blend=tone, prior_blend=0.8)
+        from rawedge.models.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(ckpt)
+        assert model.tone.bias.abs().max() > 0  # save_tiny perturbs every weight: the tone does something
+        out = tmp_path / f"t{tone}.onnx"
+        export_checkpoint(ckpt, out)
+        feed = random_feed(1, 32, 48, seed=5)
+        s = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        outputs[tone] = s.run(None, feed)[0]
+        np.testing.assert_allclose(outputs[tone], torch_run(model, feed)["raw"], atol=1e-4)
+    assert np.abs(outputs[1.0] - outputs[0.5]).max() > 1e-3
