@@ -76,6 +76,8 @@ def test_cli_hedge_prints_the_choice_and_fails_in_one_line(camera_dir, bright_to
     run = rawedge("hedge", bright_tone_unet, "--data", camera_dir, "-o", out, "--tones", "1,0", "--crop", "128")
     assert run.returncode == 0, run.stderr
     assert "hedge: tone_blend" in run.stdout and "held-out files: RAW PSNR" in run.stdout and out.is_file()
+    again = rawedge("hedge", bright_tone_unet, "--data", camera_dir, "-o", out)
+    assert again.returncode == 1 and "already exists" in again.stderr  # refused at once, before any rendering
     bad = rawedge("hedge", bright_tone_unet, "--data", tmp_path / "nothere", "-o", tmp_path / "x.pt")
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "nothere" in bad.stderr
     assert not (tmp_path / "x.pt").exists()

@@ -25,7 +25,8 @@ def _tones(text: str) -> tuple[float, ...]:
                    "file chooses and the gains printed are in sample.")
 @click.option("--crop", type=click.IntRange(64), default=1024, show_default=True,
               help="Central square scored per rendering, in pixels.")
-def hedge(model, data, output, tones, holdout, crop):
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def hedge(model, data, output, tones, holdout, crop, overwrite):
     """Choose MODEL's hedge (tone_blend, prior_blend) for one camera from RAW files of it.
 
     A model that never saw a camera can be right in detail and wrong in overall level: how brightly a
@@ -35,8 +36,10 @@ def hedge(model, data, output, tones, holdout, crop):
 
     Example: rawedge hedge rawedge/assets/default.pt --data my_camera_raws/ -o my_camera.pt
     """
+    from rawedge.outputs import refuse_existing
     from rawedge.training.blend import fit_to_camera
 
+    refuse_existing([output], overwrite)
     if holdout and not 0.0 < holdout < 1.0:
         raise click.BadParameter(f"must be 0 or between 0 and 1, got {holdout}", param_hint="--holdout")
     def progress(step: str) -> None:  # build_eval_set names each RAW file; sweep each rendering (not shown)
