@@ -311,6 +311,9 @@ def main() -> None:
                         help="LibRaw default renderings per RAW file in the pool (MixOptions.libraw_default)")
     parser.add_argument("--overexposed", type=int, default=0,
                         help="engine renderings of the mosaic pushed 0.5-1.5 stops brighter (MixOptions.overexposed)")
+    parser.add_argument("--crosscam-p99", type=lambda t: tuple(float(x) for x in t.split(",")),
+                        help="LOW,HIGH: re-expose cross-camera pairs so the brightest 1 %% lands in this range of "
+                             "white (MixOptions.crosscam_p99); default: camera A's exposure")
     parser.add_argument("--eval-from", type=Path,
                         help="reuse another work folder's held-out renderings (same images for both runs)")
     parser.add_argument("--sweep", action="store_true",
@@ -339,7 +342,8 @@ def main() -> None:
         if args.eval_from and not (work / "eval").exists():
             (work / "eval").symlink_to((args.eval_from / "eval").resolve())
         build_data(work, MixOptions(libraw=args.libraw, plain_fraction=args.plain_fraction,
-                                    libraw_default=args.libraw_default, overexposed=args.overexposed))
+                                    libraw_default=args.libraw_default, overexposed=args.overexposed,
+                                    crosscam_p99=args.crosscam_p99))
     if args.sweep:
         text = sweep_table(work, args.families, tones)
         (work / "sweep.md").write_text(text)

@@ -131,3 +131,32 @@ def test_pool_options_for_default_renderings_and_overexposed_captures(tmp_path):
     assert over.raw != default.raw  # its own, brighter target
     level = {k: np.asarray(Image.open(tmp_path / "pool" / s.raw), np.float64).mean() for k, s in by_kind.items()}
     assert level["engine"] > 1.3 * level["libraw_default"]
+
+
+@needs_shared
+def test_crosscam_pairs_can_be_re_exposed_to_a_stated_level(tmp_path):
+    """crosscam_p99 puts the brightest 1 % of each cross-camera mosaic at a drawn share of camera B's white,
+    and leaves every other draw (cameras, levels, noise, looks) as in the unexposed pool."""
+    from PIL import Image
+
+    from rawedge.data.mix import MixOptions, build_pool
+    from rawedge.data.rggb import normalize_levels
+
+    raws = tmp_path / "raws"
+    raws.mkdir()
+    (raws / "Canon_PowerShot_G2_CRW_0304.CRW").symlink_to(RAW_DIR / "Canon_PowerShot_G2_CRW_0304.CRW")
+    pools = {}
+    for name, p99 in (("plain", None), ("exposed", (0.9, 0.9))):
+        options = MixOptions(libraw=0, engine=0, crosscam=2, synthetic=0, max_side=256, crosscam_p99=p99)
+        pools[name] = build_pool([raws], None, tmp_path / name, options)
+    cross = {k: [s for s in pool.samples if s.kind == "crosscam"] for k, pool in pools.items()}
+    assert len(cross["plain"]) == len(cross["exposed"]) == 2
+    for plain, exposed in zip(cross["plain"], cross["exposed"]):
+        assert exposed.camera == plain.camera
+        assert exposed.settings["levels"] == plain.settings["levels"]
+        levels = normalize_levels(np.asarray(Image.open(tmp_path / "exposed" / exposed.raw), np.float32),
+                                  exposed.black_level, exposed.white_level)
+        before = normalize_levels(np.asarray(Image.open(tmp_path / "plain" / plain.raw), np.float32),
+                                  plain.black_level, plain.white_level)
+        assert np.percentile(levels, 99) == pytest.approx(0.9, abs=0.08)  # the max channel's p99, sensor noise aside
+        assert np.percentile(before, 99) < 0.8  # the G2 file itself is exposed lower

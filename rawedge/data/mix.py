@@ -74,6 +74,11 @@ class MixOptions:
     # looks the held-out failures of the third round lacked in training (docs/model-card.md).
     libraw_default: int = 0
     overexposed: int = 0
+    # Cross-camera pairs re-exposed so that the brightest 1 % of the scene lands at a level drawn uniformly
+    # in (low, high) of camera B's white: camera B need not expose like camera A (issue 13's sixth round:
+    # the 2001-era cameras put it at about 0.55, modern ones higher, and a JPEG does not show which). None:
+    # camera A's exposure, as before.
+    crosscam_p99: tuple[float, float] | None = None
 
 
 def _central_box(h: int, w: int, max_side: int, valid: np.ndarray | None = None) -> tuple[int, int, int, int]:
@@ -256,6 +261,11 @@ def _crosscam(w: _Writer, path: Path, raw, mosaic01: np.ndarray, family: str, o:
         packed = reproject_to_camera(pack(mosaic01, "RGGB"), np.asarray(raw.profile.color_matrix),
                                      np.asarray(target.color_matrix))
         rgb = np.stack([packed[0], 0.5 * (packed[1] + packed[2]), packed[3]], axis=-1)
+        if o.crosscam_p99:  # its own generator: the other draws stay those of the unexposed pool
+            p99 = float(np.percentile(rgb.max(axis=-1), 99))
+            level = _rng(o.seed, path.name, "crosscam-exposure", k).uniform(*o.crosscam_p99)
+            if p99 > 0:
+                rgb = np.clip(rgb * np.float32(level / p99), 0.0, 1.0)
         h, ww = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
         levels = sample_levels_and_noise(rng, target.white_level)
         black, white = [levels["black"]] * 4, levels["white"]
