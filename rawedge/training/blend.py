@@ -192,10 +192,11 @@ def fit_to_camera(checkpoint: str | os.PathLike, raw_dir: str | os.PathLike, out
     from rawedge.data.mix import build_eval_set
     from rawedge.errors import RawedgeError
     from rawedge.models.checkpoint import read_checkpoint
+    from rawedge.models.registry import model_class
 
     ckpt = read_checkpoint(checkpoint)
     config = ckpt.get("config") or {}
-    if "prior_blend" not in config:
+    if "prior_blend" not in getattr(model_class(ckpt.get("model_name")), "default_config", {}):
         raise RawedgeError(checkpoint, f"model {ckpt.get('model_name')!r} has no hedge (prior_blend); "
                                        "fit_to_camera needs a unet checkpoint")
     tones = tuple(sorted({float(t) for t in tones} | {1.0}, reverse=True))
