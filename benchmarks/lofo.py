@@ -165,8 +165,6 @@ def sweep_table(work: Path, families, tones=(1.0,)) -> str:
     return "\n".join(lines) + "\n"
 
 
-
-
 def hedge_fold(work: Path, family: str | None, families, tones=(1.0,)) -> tuple[Path, object]:
     """Fold ``family``'s checkpoint hedged toward the analytic inverse (rawedge.training.blend), with the
     hedge chosen across folds: from the other folds' sweeps (each the other fold's model on the family it did

@@ -37,6 +37,14 @@ def sweep(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, grid=GRID,
     PSNR is on packed RGGB and the sRGB PSNR after the default edit (``rawedge eval``'s conventions); the
     analytic inverse is lambda = 0. The checkpoint's own ``prior_blend`` is ignored (taken as 1) and its
     ``tone_blend`` replaced by ``tone``."""
+    return sweep_tones(checkpoint, data_dir, (tone,), grid, center_crop, split, tile, overlap, on_step)[float(tone)]
+
+
+def sweep_tones(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, tones=(1.0,), grid=GRID,
+                center_crop: int | None = None, split: str = "val", tile: int = 512, overlap: int = 64,
+                on_step=None) -> dict[float, list[dict]]:
+    """{mu: :func:`sweep` rows at tone blend mu}: each image is read, inverted analytically and scored once;
+    only the model runs once per tone blend."""
     import torch
 
     from rawedge.data.dataset import PairDataset
@@ -46,35 +54,37 @@ def sweep(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, grid=GRID,
     from rawedge.models.registry import create_model
     from rawedge.training.evaluate import load_model, open_reconstructor, reconstruct_item
 
-    model, _, ckpt = load_model(os.fspath(checkpoint), torch.device("cpu"))
-    if hasattr(model, "prior_blend"):
-        model.prior_blend = 1.0
-    if tone != 1.0 and getattr(model, "tone", None) is None:
-        raise ValueError(f"{checkpoint}: a tone blend of {tone} needs a model with a global tone")
-    if hasattr(model, "tone_blend"):
-        model.tone_blend = float(tone)
-    model = open_reconstructor(model, ckpt, "cpu", tile, overlap)
+    tones = [float(t) for t in tones]
+    net, _, ckpt = load_model(os.fspath(checkpoint), torch.device("cpu"))
+    if hasattr(net, "prior_blend"):
+        net.prior_blend = 1.0
+    if any(t != 1.0 for t in tones) and getattr(net, "tone", None) is None:
+        raise ValueError(f"{checkpoint}: tone blends {tones} need a model with a global tone")
+    model = open_reconstructor(net, ckpt, "cpu", tile, overlap)  # runs ``net`` as it is when called
     analytic = open_reconstructor(create_model("analytic").eval(), {}, "cpu", max(tile, 2048), 0)
     default_edit = fixed_edits()[0]
     dataset = PairDataset(data_dir, split, crop=None, cache=False)
-    rows = []
+    rows = {mu: [] for mu in tones}
     with model, analytic, torch.no_grad():
         for j, sample in enumerate(dataset.samples):
             if on_step:
                 on_step(sample.id)
             item = dataset.full_item(j, center_crop=center_crop)
-            learned = pack(reconstruct_item(model, item, sample).mosaic(), "RGGB")
             prior = pack(reconstruct_item(analytic, item, sample).mosaic(), "RGGB")
             truth = item["raw"].numpy()
-            preds = np.stack([prior + lam * (learned - prior) for lam in grid])
-            stack = torch.from_numpy(np.concatenate([truth[None], preds]).astype(np.float32))
-            n = len(stack)
-            rendered = render_edit(stack, item["wb"][None].expand(n, 3), item["cam2rgb"][None].expand(n, 3, 3),
-                                   default_edit).numpy()
-            rows.append({"id": sample.id, "camera": sample.camera, "kind": sample.kind,
-                         "family": sample.settings.get("source_family"),
-                         "raw": [psnr(p, truth) for p in preds],
-                         "srgb": [psnr(r, rendered[0]) for r in rendered[1:]]})
+            for mu in tones:
+                if hasattr(net, "tone_blend"):
+                    net.tone_blend = mu
+                learned = pack(reconstruct_item(model, item, sample).mosaic(), "RGGB")
+                preds = np.stack([prior + lam * (learned - prior) for lam in grid])
+                stack = torch.from_numpy(np.concatenate([truth[None], preds]).astype(np.float32))
+                n = len(stack)
+                rendered = render_edit(stack, item["wb"][None].expand(n, 3), item["cam2rgb"][None].expand(n, 3, 3),
+                                       default_edit).numpy()
+                rows[mu].append({"id": sample.id, "camera": sample.camera, "kind": sample.kind,
+                                 "family": sample.settings.get("source_family"),
+                                 "raw": [psnr(p, truth) for p in preds],
+                                 "srgb": [psnr(r, rendered[0]) for r in rendered[1:]]})
     return rows
 
 
@@ -218,8 +228,8 @@ def fit_to_camera(checkpoint: str | os.PathLike, raw_dir: str | os.PathLike, out
         for f in raws:
             (links / f.name).symlink_to(Path(f).resolve())
         build_eval_set([links], Path(tmp) / "renderings", on_step=on_step)
-        rows_by_tone = {mu: sweep(checkpoint, Path(tmp) / "renderings", center_crop=center_crop, tone=mu,
-                                  on_step=on_step) for mu in tones}
+        rows_by_tone = sweep_tones(checkpoint, Path(tmp) / "renderings", tones, center_crop=center_crop,
+                                   on_step=on_step)
     rows, grid = hedge_grid(rows_by_tone)
     result, evidence = choose_by_file(rows, grid, chooser, held)
     with_blend(checkpoint, result["prior_blend"], out, {**evidence, "fitted_to_camera": result},
