@@ -24,6 +24,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -55,8 +56,10 @@ def build_data(work: Path, options=None) -> None:
 
 
 def train_fold(work: Path, held_out: str | None, steps: int | None, recipe_path: Path,
-               threads: int | None = None, seed: int | None = None) -> Path:
-    """Train on the pool without the ``held_out`` family (None: on everything) and return the checkpoint."""
+               threads: int | None = None, seed: int | None = None, metering: float | str | None = None) -> Path:
+    """Train on the pool without the ``held_out`` family (None: on everything) and return the checkpoint.
+    ``metering``: the model's metering weight while training (a number, or ``"fit"`` on the fold's own
+    training pairs); None: the recipe's."""
     from rawedge.data.mix import fold_manifest
     from rawedge.training.recipe import Recipe
     from rawedge.training.trainer import train
@@ -79,6 +82,10 @@ def train_fold(work: Path, held_out: str | None, steps: int | None, recipe_path:
         d["train"]["max_steps"] = steps
     if threads:
         d["train"]["threads"] = threads
+    if metering is not None:
+        run.mkdir(parents=True, exist_ok=True)
+        options = Fix(metering=metering).options(work, held_out)
+        d["model"].setdefault("config", {})["metering_weight"] = options.get("metering_weight", 0.0)
     if seed is not None:  # initialisation, crops and the edit-aware loss's random edits
         d["train"]["seed"] = seed
         d["loss"].setdefault("config", {})["seed"] = seed
@@ -101,41 +108,88 @@ def family_eval(work: Path, family: str) -> Path:
     return data
 
 
-def sweep_cache(run: Path, family: str, tone: float = 1.0) -> Path:
-    """Where a fold's sweep on ``family`` at tone blend ``tone`` is cached (beside its checkpoint)."""
-    return run / (f"sweep-{family}.json" if tone == 1.0 else f"sweep-{family}-tone{tone:.2f}.json")
+class Fix(NamedTuple):
+    """Options held fixed, not chosen, for every fold's model (rawedge.training.blend): the exposure blend
+    ``eta`` and the metering weight, a number or ``"fit"`` (fitted on that fold's own training pairs,
+    rawedge.training.metering; cached as RUN/metering.json)."""
+
+    eta: float = 1.0
+    metering: float | str = 0.0
+
+    def options(self, work: Path, held_out: str | None) -> dict:
+        """The options of fold ``held_out`` (None: the model trained on every family), as set on the model."""
+        out = {}
+        if self.eta != 1.0:
+            out["exposure_blend"] = float(self.eta)
+        kappa = self.metering
+        if kappa == "fit":
+            from rawedge.training.metering import fit_metering_weight
+
+            name = f"fold-{held_out}" if held_out else "all"
+            cache = work / name / "run" / "metering.json"
+            if not cache.is_file():
+                log(f"fitting the metering weight of {name} on its training pairs")
+                kappa, evidence = fit_metering_weight(work / name / "data" if held_out else work / "pool")
+                cache.write_text(json.dumps(evidence, indent=1))
+            kappa = json.loads(cache.read_text())["kappa"]
+        if float(kappa):
+            out["metering_weight"] = float(kappa)
+        return out
 
 
-def sweep_rows(work: Path, checkpoint: Path, family: str, tone: float = 1.0) -> list[dict]:
-    """rawedge.training.blend.sweep of ``checkpoint`` on ``family``'s renderings at tone blend ``tone``,
-    cached beside it."""
+NO_FIX = Fix()
+
+
+def _fix_suffix(options: dict) -> str:
+    return ((f"-eta{options['exposure_blend']:.2f}" if "exposure_blend" in options else "")
+            + (f"-m{options['metering_weight']:.2f}" if "metering_weight" in options else ""))
+
+
+def _fix_label(fix: Fix) -> str:
+    """Report-name suffix of the fixed options (the metering weight by how it was set: ``fit`` or a number)."""
+    return ((f"-eta{fix.eta:.2f}" if fix.eta != 1.0 else "")
+            + ("-mfit" if fix.metering == "fit" else f"-m{float(fix.metering):.2f}" if float(fix.metering) else ""))
+
+
+def sweep_cache(run: Path, family: str, tone: float = 1.0, options: dict | None = None) -> Path:
+    """Where a fold's sweep on ``family`` at tone blend ``tone`` and the fixed ``options`` is cached (beside
+    its checkpoint)."""
+    return run / (f"sweep-{family}" + (f"-tone{tone:.2f}" if tone != 1.0 else "") + _fix_suffix(options or {})
+                  + ".json")
+
+
+def sweep_rows(work: Path, checkpoint: Path, family: str, tone: float = 1.0, fix: Fix = NO_FIX) -> list[dict]:
+    """rawedge.training.blend.sweep of ``checkpoint`` (fold ``family``'s) on ``family``'s renderings at tone
+    blend ``tone`` and the fixed options ``fix``, cached beside it."""
     from rawedge.training.blend import sweep
 
-    out = sweep_cache(checkpoint.parent, family, tone)
+    options = fix.options(work, family)
+    out = sweep_cache(checkpoint.parent, family, tone, options)
     if out.is_file():
         return json.loads(out.read_text())
-    log(f"sweeping the prior blend of {checkpoint.parent.parent.name} on {family} at tone blend {tone}")
-    rows = sweep(checkpoint, family_eval(work, family), center_crop=EVAL_CROP, tone=tone)
+    log(f"sweeping the prior blend of {checkpoint.parent.parent.name} on {family} at tone blend {tone} {options}")
+    rows = sweep(checkpoint, family_eval(work, family), center_crop=EVAL_CROP, tone=tone, fixed=options)
     out.write_text(json.dumps(rows))
     return rows
 
 
-def hedge_rows(work: Path, family: str, tones) -> tuple[list[dict], list]:
+def hedge_rows(work: Path, family: str, tones, fix: Fix = NO_FIX) -> tuple[list[dict], list]:
     """Fold ``family``'s sweeps on its own held-out renderings over the (tone blend, lambda) grid
-    (rawedge.training.blend.hedge_grid); with one tone blend of 1, the plain lambda grid."""
+    (rawedge.training.blend.hedge_grid), at the fixed options ``fix``; with one tone blend of 1, the plain
+    lambda grid."""
     from rawedge.training.blend import GRID, hedge_grid
 
     final = work / f"fold-{family}" / "run" / "final.pt"
     if tuple(tones) == (1.0,):
-        return sweep_rows(work, final, family), list(GRID)
-    return hedge_grid({mu: sweep_rows(work, final, family, mu) for mu in tones})
+        return sweep_rows(work, final, family, fix=fix), list(GRID)
+    return hedge_grid({mu: sweep_rows(work, final, family, mu, fix) for mu in tones})
 
 
 def _label(point) -> str:
     return f"mu {point[0]:.2f} lambda {point[1]:.1f}" if isinstance(point, tuple) else f"{point:.1f}"
 
 
-def sweep_table(work: Path, families, tones=(1.0,)) -> str:
+def sweep_table(work: Path, families, tones=(1.0,), fix: Fix = NO_FIX) -> str:
     """The hedges swept on each trained fold's own held-out family (rawedge.training.blend): gain over the
     analytic inverse per camera at each lambda, one block of columns per tone blend. Chosen with hindsight
     on the images it is reported on, so it bounds what any fixed hedge could do; it is not a result."""
@@ -152,9 +206,9 @@ def sweep_table(work: Path, families, tones=(1.0,)) -> str:
         final = work / f"fold-{family}" / "run" / "final.pt"
         if not final.is_file():
             continue
-        rows, grid = hedge_rows(work, family, tones)
+        rows, grid = hedge_rows(work, family, tones, fix)
         best, evidence = choose(rows, grid)
-        per_mu = {mu: choose(sweep_rows(work, final, family, mu))[1] for mu in tones}
+        per_mu = {mu: choose(sweep_rows(work, final, family, mu, fix))[1] for mu in tones}
         for cam in evidence["cameras"]:
             for key in ("raw", "srgb"):
                 lines.append(f"| {family} | {cam} {key} | " + " | ".join(
@@ -165,38 +219,40 @@ def sweep_table(work: Path, families, tones=(1.0,)) -> str:
     return "\n".join(lines) + "\n"
 
 
-def hedge_fold(work: Path, family: str | None, families, tones=(1.0,)) -> tuple[Path, object]:
+def hedge_fold(work: Path, family: str | None, families, tones=(1.0,), fix: Fix = NO_FIX) -> tuple[Path, object]:
     """Fold ``family``'s checkpoint hedged toward the analytic inverse (rawedge.training.blend), with the
     hedge chosen across folds: from the other folds' sweeps (each the other fold's model on the family it did
     not see), never from ``family``'s own images; the largest mean gain whose worst camera stays within the
     bar's tolerance there. ``tones``: the tone blends swept (one of 1: lambda only). ``family`` None: the
-    model trained on every family (the candidate default), hedge chosen from all the folds' sweeps together."""
+    model trained on every family (the candidate default), hedge chosen from all the folds' sweeps together.
+    ``fix``: the options held fixed (not chosen), swept at and written into the hedged checkpoint."""
     from rawedge.training.blend import choose, with_blend
 
     chosen_on = [f for f in families if f != family]
     rows, grid = [], None
     for other in chosen_on:
-        other_rows, grid = hedge_rows(work, other, tones)
+        other_rows, grid = hedge_rows(work, other, tones, fix)
         rows += other_rows
     point, evidence = choose(rows, grid, floor=BAR_FLOOR_DB)
     mu, lam = point if isinstance(point, tuple) else (1.0, point)
     run = work / (f"fold-{family}" if family else "all") / "run"
-    out = run / (f"hedged-{lam:.1f}.pt" if mu == 1.0 else f"hedged-tone{mu:.2f}-{lam:.1f}.pt")
+    options = fix.options(work, family)
+    out = run / ("hedged" + (f"-tone{mu:.2f}" if mu != 1.0 else "") + _fix_suffix(options) + f"-{lam:.1f}.pt")
     if not out.is_file():
-        with_blend(run / "final.pt", lam, out, {**evidence, "chosen_on": chosen_on}, tone=mu)
+        with_blend(run / "final.pt", lam, out, {**evidence, "chosen_on": chosen_on}, tone=mu, fixed=options)
     log(f"{f'fold {family}' if family else 'every family'}: {_label(point)} from the folds {chosen_on} "
         f"(worst camera there {evidence['worst_camera_gain_db'][grid.index(point)]:+.2f} dB)")
     return out, point
 
 
-def rule_outcome(work: Path, families, tones=(1.0,)) -> str:
+def rule_outcome(work: Path, families, tones=(1.0,), fix: Fix = NO_FIX) -> str:
     """What ``--hedge`` would score, computed from the folds' sweeps alone (RAW and default-edit sRGB PSNR
     gains; no exposure error): each family at the hedge the other folds' sweeps choose (hedge_fold's rule).
     The sweeps score the same images with the same code, so this equals the hedged reports' gains (checked
     on the fifth round's seeds 0 and 1) at a fraction of the cost."""
     from rawedge.training.blend import camera_gains, choose
 
-    rows = {f: hedge_rows(work, f, tones) for f in families}
+    rows = {f: hedge_rows(work, f, tones, fix) for f in families}
     lines = ["| held out | hedge (chosen on the other folds) | RAW gain | sRGB gain | per camera RAW / sRGB |",
              "|---|---|---|---|---|"]
     raw, srgb, worst = [], [], []
@@ -326,11 +382,26 @@ def main() -> None:
                         help="tone blends swept for the hedge, comma-separated (rawedge.models.unet tone_blend), e.g. "
                              "1.0,0.75,0.5,0.0; default 1.0: lambda only (the sixth round found that choosing mu across "
                              "folds makes things worse, docs/lofo-round6-tone.md)")
+    parser.add_argument("--exposure-blend", type=float, default=1.0,
+                        help="exposure blend eta of every hedged model (rawedge.models.unet exposure_blend), fixed, not "
+                             "chosen: 0 keeps the analytic inverse's mean level and the learned curve "
+                             "(docs/lofo-round7-exposure.md); default 1, the model's own exposure")
+    parser.add_argument("--metering-weight", default="0",
+                        help="metering weight kappa of every hedged model (rawedge.models.unet metering_weight), fixed, "
+                             "not chosen: a number in [0, 1], or 'fit' to fit each fold's on its own training pairs "
+                             "(rawedge.training.metering); default 0, the analytic prior's exposure")
+    parser.add_argument("--train-metering",
+                        help="train the folds on the metered prior: metering weight a number in [0, 1], or 'fit' to "
+                             "fit each fold's on its own training pairs (rawedge.training.metering); default: the "
+                             "recipe's")
     parser.add_argument("--all", action="store_true",
                         help="also train on every family (the candidate default model) into WORK/all/run/final.pt; with --hedge, "
                              "also hedge it with the lambda all the folds' sweeps choose (WORK/all/run/hedged-L.pt)")
     args = parser.parse_args()
     tones = tuple(float(t) for t in args.tones.split(","))
+    train_metering = (None if args.train_metering is None else
+                      args.train_metering if args.train_metering == "fit" else float(args.train_metering))
+    fix = Fix(args.exposure_blend, args.metering_weight if args.metering_weight == "fit" else float(args.metering_weight))
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     reports = {}
@@ -343,16 +414,17 @@ def main() -> None:
                                     libraw_default=args.libraw_default, overexposed=args.overexposed,
                                     crosscam_p99=args.crosscam_p99))
     if args.sweep:
-        text = sweep_table(work, args.families, tones)
+        text = sweep_table(work, args.families, tones, fix)
         (work / "sweep.md").write_text(text)
         print(text)
         return
     if args.rule:
-        text = rule_outcome(work, args.families, tones)
+        text = rule_outcome(work, args.families, tones, fix)
         (work / "rule.md").write_text(text)
         print(text)
         return
-    suffix = ("-hedged" if tones == (1.0,) else "-hedged-tone") if args.hedge else ""
+    suffix = (("-hedged" if tones == (1.0,) else "-hedged-tone")
+              + _fix_label(fix)) if args.hedge else ""
     report_name = f"report{suffix}.json"
     for family in args.families:
         if args.table_only:
@@ -360,14 +432,14 @@ def main() -> None:
             if path.is_file():
                 reports[family] = json.loads(path.read_text())
             continue
-        checkpoint = train_fold(work, family, args.steps, args.recipe, args.threads, args.seed)
+        checkpoint = train_fold(work, family, args.steps, args.recipe, args.threads, args.seed, train_metering)
         if args.hedge:
-            checkpoint, _ = hedge_fold(work, family, args.families, tones)
+            checkpoint, _ = hedge_fold(work, family, args.families, tones, fix)
         reports[family] = score_fold(work, family, checkpoint, report_name)
     if args.all and not args.table_only:
-        log(f"candidate default trained on every family: {train_fold(work, None, args.steps, args.recipe, args.threads, args.seed)}")
+        log(f"candidate default trained on every family: {train_fold(work, None, args.steps, args.recipe, args.threads, args.seed, train_metering)}")
         if args.hedge:
-            log(f"candidate default hedged: {hedge_fold(work, None, args.families, tones)[0]}")
+            log(f"candidate default hedged: {hedge_fold(work, None, args.families, tones, fix)[0]}")
     if not reports:
         return
     text = table(work, reports)

@@ -155,3 +155,54 @@ def test_tone_blend_scales_the_global_tone_toward_none(tmp_path):
         create_model("unet", width=4, depth=1, tone_blend=0.5)  # no global tone to hedge
     with pytest.raises(ValueError, match="tone_blend"):
         create_model("unet", width=4, depth=1, global_tone=True, tone_blend=-0.1)
+
+
+def test_exposure_blend_keeps_the_curve_and_the_analytic_level(tmp_path):
+    """eta 0: the toned prior is the full tone's output times one gain, chosen so that its mean green level
+    over the thumbnail's unclipped pixels is the prior's own; eta 0.5 lands between, in log. The metering
+    weight moves the prior toward ISO 12232's metered level by one gain."""
+    from rawedge.models.checkpoint import load_checkpoint, save_checkpoint
+    from rawedge.models.registry import create_model
+
+    model = create_model("unet", width=4, depth=1, global_tone=True, prior_stats=True, tone_input="stats")
+    with torch.no_grad():  # a brightening gain and a flattening gamma, as a fold model learns
+        model.tone.bias.copy_(torch.tensor([0.6, 0.5, 0.5, 0.4, -0.3, -0.3, -0.3, -0.3]))
+    prior = torch.rand(1, 4, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.4  # the tone clips none
+    g = torch.zeros(1, model.tone.in_features)
+    levels = {}
+    with torch.no_grad():
+        full = model.toned_prior(prior, g, prior)
+        for eta in (0.0, 0.5):
+            model.exposure_blend = eta
+            levels[eta] = model.toned_prior(prior, g, prior)
+    ratio = levels[0.0] / full
+    torch.testing.assert_close(ratio, ratio.flatten()[0].expand_as(ratio))  # one gain: the curve is kept
+    assert float(ratio.flatten()[0]) < 0.8  # the tone's brightening is taken out
+    assert float(levels[0.0][:, 1:3].mean()) == pytest.approx(float(prior[:, 1:3].mean()), rel=0.02)
+    assert float(prior.mean()) < float(levels[0.5].mean()) < float(full.mean())
+    torch.testing.assert_close(levels[0.5] / full, ratio.sqrt())  # half of the log change
+    from rawedge.models.unet import ISO_METERED_LEVEL
+
+    with torch.no_grad():  # the metering weight moves the prior itself toward ISO 12232's metered level
+        model.metering_weight = 1.0
+        metered = model.metered(prior, prior)
+        model.metering_weight = 0.5
+        between = model.metered(prior, prior)
+        model.metering_weight = 0.0
+        assert torch.equal(model.metered(prior, prior), prior)
+    assert float(metered[:, 1:3].mean()) == pytest.approx(ISO_METERED_LEVEL, rel=1e-4)
+    geometric = (float(prior[:, 1:3].mean()) * ISO_METERED_LEVEL) ** 0.5
+    assert float(between[:, 1:3].mean()) == pytest.approx(geometric, rel=1e-4)
+    torch.testing.assert_close(between / prior, (between / prior).flatten()[0].expand_as(prior))  # one gain
+    path, out = tmp_path / "toned.pt", tmp_path / "hedged.pt"
+    save_checkpoint(path, model, recipe={"name": "test"})
+    with_blend(path, 0.9, out, fixed={"exposure_blend": 0.0})
+    hedged, ckpt = load_checkpoint(out)
+    assert hedged.exposure_blend == 0.0 and ckpt["config"]["exposure_blend"] == 0.0
+    assert ckpt["extra"]["prior_blend"]["exposure_blend"] == 0.0
+    with_blend(out, 1.0, tmp_path / "kept.pt")  # no exposure given: the checkpoint's own stays
+    assert load_checkpoint(tmp_path / "kept.pt")[0].exposure_blend == 0.0
+    with pytest.raises(ValueError, match="exposure_blend"):
+        create_model("unet", width=4, depth=1, exposure_blend=0.0)  # no global tone to hedge
+    with pytest.raises(ValueError, match="exposure_blend"):
+        create_model("unet", width=4, depth=1, global_tone=True, exposure_blend=1.5)

@@ -45,3 +45,21 @@ def test_rule_outcome_takes_each_hedge_from_the_other_folds(lofo, tmp_path):
     # lambda only: a is chosen on b alone, whose every lambda > 0 loses, so a stays at the analytic inverse
     plain = lofo.rule_outcome(tmp_path, ["a", "b"], (1.0,))
     assert "| a | 0.0 | +0.00 |" in plain
+
+
+def test_exposure_blend_is_fixed_not_chosen(lofo, tmp_path):
+    """--exposure-blend (and --metering-weight) read the sweeps made at those values (their own cache
+    files), for every fold alike."""
+    run = tmp_path / "fold-a" / "run"
+    assert lofo.sweep_cache(run, "a") == run / "sweep-a.json"
+    options = {"exposure_blend": 0.0, "metering_weight": 0.27}
+    assert lofo.sweep_cache(run, "a", 0.5, options) == run / "sweep-a-tone0.50-eta0.00-m0.27.json"
+    _write_sweeps(tmp_path, "a", "cam_a", {1.0: lambda lam: -2.0 * lam})
+    _write_sweeps(tmp_path, "b", "cam_b", {1.0: lambda lam: 3.0 * lam})
+    for family, curve in (("a", lambda lam: 1.0 * lam), ("b", lambda lam: 2.0 * lam)):
+        rows = [{"id": f"cam_{family}-{k}", "camera": f"cam_{family}", "kind": "libraw", "family": family,
+                 "raw": [30.0 + curve(lam) for lam in GRID], "srgb": [30.0 + curve(lam) for lam in GRID]}
+                for k in range(2)]
+        lofo.sweep_cache(tmp_path / f"fold-{family}" / "run", family, options={"exposure_blend": 0.0}).write_text(json.dumps(rows))
+    assert "| a | 1.0 | -2.00 |" in lofo.rule_outcome(tmp_path, ["a", "b"])
+    assert "| a | 1.0 | +1.00 |" in lofo.rule_outcome(tmp_path, ["a", "b"], fix=lofo.Fix(eta=0.0))

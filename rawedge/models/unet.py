@@ -33,9 +33,21 @@ Two options bring in what ParamISP learns globally, at almost no cost per pixel:
   of the model that transfers worst to an unseen camera (issue 13's sixth round: a model that never saw a
   GoPro darkens every GoPro rendering, while its local refinement still beats the analytic inverse), so
   it gets its own hedge; chosen with ``prior_blend`` by the same rule (rawedge.training.blend).
+* ``metering_weight`` (kappa in [0, 1], default 0): the prior the network refines is the analytic prior
+  moved toward ISO 12232's metered exposure by kappa, in log: 0 keeps the analytic inverse's level (the
+  JPEG's white is the sensor's), 1 puts the photo's mean green at 0.104 of white (an averaging meter at
+  saturation-based speed). The two err in opposite directions on every camera family in ../shared
+  (docs/lofo-round7-exposure.md), and what the network must learn about a maker's exposure convention is
+  only what is left between them. rawedge.training.metering fits kappa on the training pairs.
+* ``exposure_blend`` (eta in [0, 1], default 1): only the global tone's change of the mean level, measured
+  on the thumbnail's prior (pixels below the clip level), is scaled by eta in log; its curve and colour
+  stay. At eta 0 the toned prior keeps the (metered) prior's exposure: how brightly a camera exposes is not
+  in its JPEGs, so on an unseen camera the learned exposure is a guess about a convention, while the curve
+  is a fact of the rendering. Both options are computed from ``thumb`` only, so tiles agree.
 """
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -43,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rawedge.isp import torch_ops as T
+from rawedge.metrics import CLIP_LEVEL
 from rawedge.models.base import ReverseISP, analytic_packed
 from rawedge.models.paramisp import EXIF_FACTS, ParamNet
 from rawedge.models.registry import register_model
@@ -55,6 +68,10 @@ def conv_block(cin: int, cout: int) -> nn.Sequential:
 
 PRIOR_STATS = 5
 TONE_LIMIT = 3.0  # |log gain| and |log gamma| of the global tone: e^3 = 20x, far beyond any real rendering
+# ISO 12232: a reflected-light meter (calibration constant K = 12.5) exposes a scene's mean luminance at
+# H = q K / S, and saturation-based speed puts saturation at 78 / S, so the metered mean lands at
+# q K / 78 = 0.65 * 12.5 / 78 of the sensor's white.
+ISO_METERED_LEVEL = 0.65 * 12.5 / 78
 SIGMA_SCALE = 0.02  # sigma at initialisation (normalised RAW units); the head learns log-multiples of it
 
 
@@ -77,6 +94,16 @@ def prior_statistics(thumb: torch.Tensor, wb: torch.Tensor, rgb2cam: torch.Tenso
     return torch.stack([torch.log2(mean), geo, torch.log2(bright), clipped, dark], dim=1)
 
 
+def _unclipped_green_mean(prior: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
+    """[N,1,1,1] mean of ``values`` (default: ``prior``) over the green packed pixels that ``prior`` does
+    not clip: the level the metering and exposure options compare. ``prior``: [N,4,h,w] RGGB."""
+    green = prior[:, 1:3]
+    valid = (green < CLIP_LEVEL).to(green.dtype)
+    picked = green if values is None else values[:, 1:3]
+    count = valid.sum(dim=(1, 2, 3), keepdim=True).clamp(min=1.0)
+    return ((picked * valid).sum(dim=(1, 2, 3), keepdim=True) / count).clamp(min=1e-6)
+
+
 class ThumbEncoder(nn.Module):
     """Global feature vector from the 256x256 thumbnail (strided convs + average pool)."""
 
@@ -97,11 +124,13 @@ class ThumbEncoder(nn.Module):
 class UNet(ReverseISP):
     default_config: ClassVar[dict] = {"width": 16, "depth": 3, "exif_dim": 0, "global_tone": False, "exif_dropout": 0.2,
                                       "prior_stats": False, "confidence": False,
-                                      "prior_blend": 1.0, "tone_input": "all", "tone_blend": 1.0}
+                                      "prior_blend": 1.0, "tone_input": "all", "tone_blend": 1.0,
+                                      "exposure_blend": 1.0, "metering_weight": 0.0}
 
     def __init__(self, width: int = 16, depth: int = 3, exif_dim: int = 0, global_tone: bool = False,
                  exif_dropout: float = 0.2, prior_stats: bool = False, confidence: bool = False,
-                 prior_blend: float = 1.0, tone_input: str = "all", tone_blend: float = 1.0):
+                 prior_blend: float = 1.0, tone_input: str = "all", tone_blend: float = 1.0,
+                 exposure_blend: float = 1.0, metering_weight: float = 0.0):
         super().__init__()
         if tone_input not in ("all", "stats"):
             raise ValueError(f"tone_input must be 'all' or 'stats', got {tone_input!r}")
@@ -116,6 +145,14 @@ class UNet(ReverseISP):
         if float(tone_blend) != 1.0 and not global_tone:
             raise ValueError("tone_blend needs global_tone (there is no tone to hedge)")
         self.tone_blend = float(tone_blend)
+        if not 0.0 <= float(exposure_blend) <= 1.0:
+            raise ValueError(f"exposure_blend must be in [0, 1], got {exposure_blend}")
+        if float(exposure_blend) != 1.0 and not global_tone:
+            raise ValueError("exposure_blend needs global_tone (there is no tone to hedge)")
+        self.exposure_blend = float(exposure_blend)
+        if not 0.0 <= float(metering_weight) <= 1.0:
+            raise ValueError(f"metering_weight must be in [0, 1], got {metering_weight}")
+        self.metering_weight = float(metering_weight)
         self.confidence = bool(confidence)
         if self.confidence:
             self.output_names = ("raw", "sigma")
@@ -153,16 +190,36 @@ class UNet(ReverseISP):
         s = self.stats_proj(prior_statistics(thumb, wb, rgb2cam))
         return g + s, (s if self.tone_input == "stats" else g + s)
 
-    def toned_prior(self, prior: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def toned_prior(self, prior: torch.Tensor, g: torch.Tensor, thumb_prior: torch.Tensor | None = None) -> torch.Tensor:
         """``gain * prior ** gamma`` per channel, both from ``g`` (the tone's input features), their logs
-        scaled by ``tone_blend``."""
+        scaled by ``tone_blend``; with ``exposure_blend`` < 1 the gains lose that share of the change in mean
+        level the tone makes to ``thumb_prior`` (the thumbnail's prior, [N,4,h,w])."""
         if self.tone is None:
             return prior
         t = self.tone(g)
         if self.tone_blend != 1.0:
             t = self.tone_blend * t
         t = t[:, :, None, None].clamp(-TONE_LIMIT, TONE_LIMIT)  # finite gains and gammas
-        return (torch.exp(t[:, :4]) * prior.clamp(min=1e-6).pow(torch.exp(t[:, 4:]))).clamp(0.0, 1.0)
+        log_gain, gamma = t[:, :4], torch.exp(t[:, 4:])
+        if self.exposure_blend != 1.0:
+            log_gain = log_gain + (1.0 - self.exposure_blend) * self.exposure_correction(thumb_prior, log_gain, gamma)
+        return (torch.exp(log_gain) * prior.clamp(min=1e-6).pow(gamma)).clamp(0.0, 1.0)
+
+    def metered(self, analytic: torch.Tensor, thumb_prior: torch.Tensor) -> torch.Tensor:
+        """``analytic`` times the gain that moves the thumbnail prior's mean green level (over the packed
+        pixels it does not clip) toward ISO 12232's metered level by ``metering_weight``, in log."""
+        if self.metering_weight == 0.0:
+            return analytic
+        log_mean = torch.log(_unclipped_green_mean(thumb_prior))
+        return (analytic * torch.exp(self.metering_weight * (math.log(ISO_METERED_LEVEL) - log_mean))).clamp(0.0, 1.0)
+
+    @staticmethod
+    def exposure_correction(thumb_prior: torch.Tensor, log_gain: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """[N,1,1,1] log of the gain that brings the toned thumbnail prior's mean green level (over the packed
+        pixels the prior does not clip) back to the prior's own."""
+        toned = (torch.exp(log_gain) * thumb_prior.clamp(min=1e-6).pow(gamma)).clamp(0.0, 1.0)
+        before, after = _unclipped_green_mean(thumb_prior), _unclipped_green_mean(thumb_prior, toned)
+        return torch.log(before) - torch.log(after)
 
     def hedged(self, raw: torch.Tensor, analytic: torch.Tensor) -> torch.Tensor:
         """``analytic + prior_blend * (raw - analytic)``; both in [0, 1], so the blend is too."""
@@ -173,7 +230,13 @@ class UNet(ReverseISP):
     def forward(self, srgb, thumb, exif, wb, cam2rgb, rgb2cam):
         g, tone_features = self.global_features(thumb, exif, wb, cam2rgb, rgb2cam)
         analytic = analytic_packed(srgb, wb, rgb2cam)
-        prior = self.toned_prior(analytic, tone_features)
+        thumb_prior = None
+        if self.exposure_blend != 1.0 or self.metering_weight:
+            thumb_prior = analytic_packed(thumb, wb, rgb2cam)
+            base, thumb_prior = self.metered(analytic, thumb_prior), self.metered(thumb_prior, thumb_prior)
+        else:
+            base = analytic
+        prior = self.toned_prior(base, tone_features, thumb_prior)
         x = self.head(torch.cat([F.pixel_unshuffle(srgb, 2), prior], dim=1))
         skips = [x]
         for down, enc in zip(self.downs, self.enc):

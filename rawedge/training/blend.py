@@ -18,6 +18,13 @@ The second hedge, ``tone_blend`` (mu), scales the model's global tone (image-wid
 toward none. It changes what the network sees, so each mu costs a forward pass: :func:`sweep` takes one
 mu, :func:`hedge_grid` joins sweeps at several mu into rows over (mu, lambda) pairs, and :func:`choose`
 picks a pair the same way it picks a lambda.
+
+Two more options are held fixed, not chosen by the rule (``fixed``): ``exposure_blend`` (eta) keeps the
+global tone's curve and scales only its change of the mean level, and ``metering_weight`` (kappa) moves the
+prior toward ISO 12232's metered exposure (fitted on training pairs, rawedge.training.metering). On an
+unseen camera the learned exposure is a guess about how its maker exposes, which no other family's sweep
+can tell (docs/lofo-round7-exposure.md). A sweep runs at the checkpoint's own values unless ``fixed``
+gives others, and :func:`with_blend` writes them.
 """
 from __future__ import annotations
 
@@ -32,19 +39,22 @@ FLOOR_DB = -0.3  # issue 13's tolerance: no camera more than 0.3 dB below the an
 
 
 def sweep(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, grid=GRID, center_crop: int | None = None,
-          split: str = "val", tile: int = 512, overlap: int = 64, on_step=None, tone: float = 1.0) -> list[dict]:
+          split: str = "val", tile: int = 512, overlap: int = 64, on_step=None, tone: float = 1.0,
+          fixed: dict | None = None) -> list[dict]:
     """Per image: {"id", "camera", "kind", "family", "raw": [PSNR per lambda], "srgb": [...]} where the RAW
     PSNR is on packed RGGB and the sRGB PSNR after the default edit (``rawedge eval``'s conventions); the
     analytic inverse is lambda = 0. The checkpoint's own ``prior_blend`` is ignored (taken as 1) and its
-    ``tone_blend`` replaced by ``tone``."""
-    return sweep_tones(checkpoint, data_dir, (tone,), grid, center_crop, split, tile, overlap, on_step)[float(tone)]
+    ``tone_blend`` replaced by ``tone`` (and the options in ``fixed``, e.g. ``{"exposure_blend": 0.0}``)."""
+    return sweep_tones(checkpoint, data_dir, (tone,), grid, center_crop, split, tile, overlap, on_step,
+                       fixed)[float(tone)]
 
 
 def sweep_tones(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, tones=(1.0,), grid=GRID,
                 center_crop: int | None = None, split: str = "val", tile: int = 512, overlap: int = 64,
-                on_step=None) -> dict[float, list[dict]]:
+                on_step=None, fixed: dict | None = None) -> dict[float, list[dict]]:
     """{mu: :func:`sweep` rows at tone blend mu}: each image is read, inverted analytically and scored once;
-    only the model runs once per tone blend."""
+    only the model runs once per tone blend. ``fixed``: other options to run at (``exposure_blend``,
+    ``metering_weight``; default: the checkpoint's own)."""
     import torch
 
     from rawedge.data.dataset import PairDataset
@@ -60,6 +70,7 @@ def sweep_tones(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, tone
         net.prior_blend = 1.0
     if any(t != 1.0 for t in tones) and getattr(net, "tone", None) is None:
         raise ValueError(f"{checkpoint}: tone blends {tones} need a model with a global tone")
+    _set_fixed(net, fixed or {}, checkpoint)
     model = open_reconstructor(net, ckpt, "cpu", tile, overlap)  # runs ``net`` as it is when called
     analytic = open_reconstructor(create_model("analytic").eval(), {}, "cpu", max(tile, 2048), 0)
     default_edit = fixed_edits()[0]
@@ -151,11 +162,31 @@ def choose(rows: list[dict], grid=GRID, floor: float | None = None) -> tuple[flo
     return (tuple(float(x) for x in pick) if isinstance(pick, tuple) else float(pick)), evidence
 
 
+FIXED_OPTIONS = ("exposure_blend", "metering_weight")
+
+
+def _set_fixed(net, fixed: dict, checkpoint) -> None:
+    """Set the held-fixed options on ``net``, checked as the model's constructor checks them."""
+    from rawedge.models.registry import create_model
+
+    unknown = set(fixed) - set(FIXED_OPTIONS)
+    if unknown:
+        raise ValueError(f"fixed options must be among {FIXED_OPTIONS}, got {sorted(unknown)}")
+    if not fixed:
+        return
+    try:
+        create_model(net.model_name, **{**net.config, **{k: float(v) for k, v in fixed.items()}})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{checkpoint}: {exc}") from None
+    for key, value in fixed.items():
+        setattr(net, key, float(value))
+
+
 def with_blend(checkpoint: str | os.PathLike, lam: float, out: str | os.PathLike, evidence: dict | None = None,
-               tone: float = 1.0):
-    """A copy of ``checkpoint`` whose model config carries ``prior_blend = lam`` and ``tone_blend = tone``
-    (and the evidence they were chosen on, under ``extra.prior_blend``), so export and every runtime apply
-    the same hedge."""
+               tone: float = 1.0, fixed: dict | None = None):
+    """A copy of ``checkpoint`` whose model config carries ``prior_blend = lam``, ``tone_blend = tone`` and
+    the options in ``fixed`` (and the evidence they were chosen on, under ``extra.prior_blend``), so export
+    and every runtime apply the same hedge."""
     from rawedge.models.checkpoint import load_checkpoint, save_checkpoint
 
     model, ckpt = load_checkpoint(checkpoint)
@@ -164,11 +195,15 @@ def with_blend(checkpoint: str | os.PathLike, lam: float, out: str | os.PathLike
     if tone != 1.0 and getattr(model, "tone", None) is None:
         raise ValueError(f"{checkpoint}: a tone blend of {tone} needs a model with a global tone")
     model.config = {**model.config, "prior_blend": float(lam), **({"tone_blend": float(tone)} if tone != 1.0 else {})}
+    _set_fixed(model, fixed or {}, checkpoint)
+    model.config.update({k: float(v) for k, v in (fixed or {}).items()})
     model.prior_blend = float(lam)
     model.tone_blend = float(tone)
     save_checkpoint(out, model, camera_profiles=ckpt.get("camera_profiles"), recipe=ckpt.get("recipe"),
                     metrics=ckpt.get("metrics"),
                     extra={**(ckpt.get("extra") or {}), "prior_blend": {"value": float(lam), "tone_blend": float(tone),
+                                                                   **{k: getattr(model, k) for k in FIXED_OPTIONS
+                                                                      if hasattr(model, k)},
                                                                    **(evidence or {})}})
 
 

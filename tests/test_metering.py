@@ -1,0 +1,47 @@
+"""rawedge.training.metering: the metering weight fitted on training pairs."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rawedge.training.metering import exposure_offsets, fit_metering_weight, least_squares_weight
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def _rows(camera, analytic, metered, n=1):
+    return [{"id": f"{camera}-{k}", "camera": camera, "analytic": analytic, "metered": metered} for k in range(n)]
+
+
+def test_least_squares_weight_brackets_the_truth_and_weights_cameras_equally():
+    kappa, evidence = least_squares_weight(_rows("a", 0.3, -0.6))
+    assert kappa == pytest.approx(1 / 3)  # +0.3 + (1/3) * (-0.9) = 0
+    assert evidence["median_abs_stops"] == {"analytic": 0.3, "metered": 0.6, "fitted": 0.0}
+    # camera b has ten renderings and wants 0; a wants 1/3: equal weights land between, not at b's
+    many = least_squares_weight(_rows("a", 0.3, -0.6) + _rows("b", 0.0, -0.9, n=10))[0]
+    assert 0.1 < many < 0.25
+    assert least_squares_weight(_rows("a", -0.3, -0.6))[0] == 0.0  # both too dark: kappa is clipped at 0
+    assert least_squares_weight(_rows("a", 0.2, 0.2))[0] == 0.0  # the two rules agree: nothing to fit
+
+
+def test_exposure_offsets_differ_by_the_metering_gain(tmp_path):
+    from rawedge.data.dataset import PairDataset
+    from rawedge.data.pairs import make_toy_data
+    from rawedge.models.base import analytic_packed
+    from rawedge.models.unet import ISO_METERED_LEVEL, _unclipped_green_mean
+
+    make_toy_data(tmp_path / "pairs", count=3, size=(64, 96), seed=2)
+    rows = exposure_offsets(tmp_path / "pairs", kinds=("synthetic",))
+    assert len(rows) == 3
+    dataset = PairDataset(tmp_path / "pairs", "all", crop=None, cache=False)
+    for row, j in zip(rows, range(len(dataset.samples))):
+        item = dataset.full_item(j)
+        thumb = analytic_packed(item["thumb"][None], item["wb"][None], item["rgb2cam"][None])
+        shift = math.log2(ISO_METERED_LEVEL / float(_unclipped_green_mean(thumb)))
+        assert row["metered"] - row["analytic"] == pytest.approx(shift)
+    assert 0.0 <= fit_metering_weight(tmp_path / "pairs", kinds=("synthetic",))[0] <= 1.0
+    with pytest.raises(ValueError, match="no pairs"):
+        fit_metering_weight(tmp_path / "pairs", kinds=("camera_jpeg",))
+    assert torch.is_grad_enabled()  # the fit leaves autograd as it found it
