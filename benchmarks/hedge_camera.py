@@ -20,7 +20,7 @@ import numpy as np
 from lofo import sweep_cache  # benchmarks/ is on the path when this script runs
 from rawedge.calibration.dataset import split_sources
 
-from rawedge.training.blend import _source, choose_by_file, hedge_grid
+from rawedge.training.blend import _source, baseline, choose_by_file, hedge_grid
 
 FAMILIES = ("gopro", "canon_powershot", "kodak")
 
@@ -65,8 +65,8 @@ def main() -> None:
                     raw.append(result["held_out"]["raw_db"])
                     srgb.append(result["held_out"]["srgb_db"])
                     test = [r for r in cam_rows if _source(r) in held]
-                    base_raw.append(np.mean([r["raw"][full] - r["raw"][0] for r in test]))
-                    base_srgb.append(np.mean([r["srgb"][full] - r["srgb"][0] for r in test]))
+                    base_raw.append(np.mean([r["raw"][full] - baseline(r, "raw") for r in test]))
+                    base_srgb.append(np.mean([r["srgb"][full] - baseline(r, "srgb") for r in test]))
                     picks.append(f"{result['tone_blend']:g}/{result['prior_blend']:g}")
                 print(f"| {work.name} | {camera} | {len(stems)} | {np.mean(raw):+.2f}; {min(raw):+.2f} | "
                       f"{np.mean(srgb):+.2f}; {min(srgb):+.2f} | {np.mean(base_raw):+.2f} / {np.mean(base_srgb):+.2f} | "

@@ -250,7 +250,7 @@ def rule_outcome(work: Path, families, tones=(1.0,), fix: Fix = NO_FIX) -> str:
     gains; no exposure error): each family at the hedge the other folds' sweeps choose (hedge_fold's rule).
     The sweeps score the same images with the same code, so this equals the hedged reports' gains (checked
     on the fifth round's seeds 0 and 1) at a fraction of the cost."""
-    from rawedge.training.blend import camera_gains, choose
+    from rawedge.training.blend import baseline, camera_gains, choose
 
     rows = {f: hedge_rows(work, f, tones, fix) for f in families}
     lines = ["| held out | hedge (chosen on the other folds) | RAW gain | sRGB gain | per camera RAW / sRGB |",
@@ -262,8 +262,8 @@ def rule_outcome(work: Path, families, tones=(1.0,), fix: Fix = NO_FIX) -> str:
                           floor=BAR_FLOOR_DB)
         k = grid.index(point)
         own = rows[family][0]
-        raw.append(sum(r["raw"][k] - r["raw"][0] for r in own) / len(own))
-        srgb.append(sum(r["srgb"][k] - r["srgb"][0] for r in own) / len(own))
+        raw.append(sum(r["raw"][k] - baseline(r, "raw") for r in own) / len(own))
+        srgb.append(sum(r["srgb"][k] - baseline(r, "srgb") for r in own) / len(own))
         cams = camera_gains(own)
         worst += [(min(g["raw"][k], g["srgb"][k]), cam) for cam, g in cams.items()]
         lines.append(f"| {family} | {_label(point)} | {raw[-1]:+.2f} | {srgb[-1]:+.2f} | "

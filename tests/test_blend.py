@@ -206,3 +206,34 @@ def test_exposure_blend_keeps_the_curve_and_the_analytic_level(tmp_path):
         create_model("unet", width=4, depth=1, exposure_blend=0.0)  # no global tone to hedge
     with pytest.raises(ValueError, match="exposure_blend"):
         create_model("unet", width=4, depth=1, global_tone=True, exposure_blend=1.5)
+
+
+def test_a_metered_model_hedges_toward_its_metered_prior(toy_dir, tmp_path):
+    """With a metering weight, lambda 0 is the metered prior (the model's fallback), and the sweep scores
+    the analytic inverse beside it so gains stay gains over ``rawedge unprocess``."""
+    from rawedge.models.checkpoint import save_checkpoint
+    from rawedge.models.registry import create_model
+    from rawedge.training.blend import baseline
+
+    model = create_model("unet", width=4, depth=1, metering_weight=0.5)  # zero tail: output = its prior
+    path = tmp_path / "metered.pt"
+    save_checkpoint(path, model, recipe={"name": "test"})
+    rows = sweep(path, toy_dir, grid=(0.0, 0.5, 1.0))
+    assert all("analytic" in r for r in rows)
+    for r in rows:  # the network adds nothing: every lambda is the metered prior
+        assert r["raw"][0] == pytest.approx(r["raw"][2], abs=1e-3)
+    assert any(abs(r["raw"][0] - baseline(r, "raw")) > 0.05 for r in rows)  # the metered prior is not the analytic
+    gains = camera_gains(rows)
+    for g in gains.values():
+        np.testing.assert_allclose(g["raw"][0], np.mean([r["raw"][0] - baseline(r, "raw") for r in rows]), atol=1e-6)
+    with torch.no_grad():  # prior_blend 0: the output is the metered prior, not the analytic inverse
+        model.prior_blend = 0.0
+        srgb = torch.rand(1, 3, 32, 32)
+        thumb = torch.nn.functional.interpolate(srgb, size=(256, 256), mode="bilinear")
+        wb, eye = torch.tensor([[2.0, 1.0, 1.5]]), torch.eye(3)[None]
+        out = model(srgb, thumb, torch.full((1, 4), float("nan")), wb, eye, eye)["raw"]
+        from rawedge.models.base import analytic_packed
+
+        metered = model.metered(analytic_packed(srgb, wb, eye), analytic_packed(thumb, wb, eye))
+        torch.testing.assert_close(out, metered)
+        assert not torch.allclose(out, analytic_packed(srgb, wb, eye))

@@ -205,13 +205,17 @@ class UNet(ReverseISP):
             log_gain = log_gain + (1.0 - self.exposure_blend) * self.exposure_correction(thumb_prior, log_gain, gamma)
         return (torch.exp(log_gain) * prior.clamp(min=1e-6).pow(gamma)).clamp(0.0, 1.0)
 
+    def metering_gain(self, thumb_prior: torch.Tensor) -> torch.Tensor:
+        """[N,1,1,1] the gain that moves the thumbnail prior's mean green level (over the packed pixels it
+        does not clip) toward ISO 12232's metered level by ``metering_weight``, in log."""
+        log_mean = torch.log(_unclipped_green_mean(thumb_prior))
+        return torch.exp(self.metering_weight * (math.log(ISO_METERED_LEVEL) - log_mean))
+
     def metered(self, analytic: torch.Tensor, thumb_prior: torch.Tensor) -> torch.Tensor:
-        """``analytic`` times the gain that moves the thumbnail prior's mean green level (over the packed
-        pixels it does not clip) toward ISO 12232's metered level by ``metering_weight``, in log."""
+        """``analytic`` times :meth:`metering_gain`, clipped to [0, 1]: the prior the network refines."""
         if self.metering_weight == 0.0:
             return analytic
-        log_mean = torch.log(_unclipped_green_mean(thumb_prior))
-        return (analytic * torch.exp(self.metering_weight * (math.log(ISO_METERED_LEVEL) - log_mean))).clamp(0.0, 1.0)
+        return (analytic * self.metering_gain(thumb_prior)).clamp(0.0, 1.0)
 
     @staticmethod
     def exposure_correction(thumb_prior: torch.Tensor, log_gain: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
@@ -221,11 +225,12 @@ class UNet(ReverseISP):
         before, after = _unclipped_green_mean(thumb_prior), _unclipped_green_mean(thumb_prior, toned)
         return torch.log(before) - torch.log(after)
 
-    def hedged(self, raw: torch.Tensor, analytic: torch.Tensor) -> torch.Tensor:
-        """``analytic + prior_blend * (raw - analytic)``; both in [0, 1], so the blend is too."""
+    def hedged(self, raw: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """``base + prior_blend * (raw - base)``, ``base`` the (metered) analytic prior; both in [0, 1], so
+        the blend is too."""
         if self.prior_blend == 1.0:
             return raw
-        return analytic + self.prior_blend * (raw - analytic)
+        return base + self.prior_blend * (raw - base)
 
     def forward(self, srgb, thumb, exif, wb, cam2rgb, rgb2cam):
         g, tone_features = self.global_features(thumb, exif, wb, cam2rgb, rgb2cam)
@@ -247,9 +252,9 @@ class UNet(ReverseISP):
             x = dec(torch.cat([up(x), skip], dim=1))
         head = self.tail(x)
         if not self.confidence:
-            return {"raw": self.hedged((prior + head).clamp(0.0, 1.0), analytic)}
+            return {"raw": self.hedged((prior + head).clamp(0.0, 1.0), base)}
         refined = prior + head[:, :4]
         alpha = torch.sigmoid(head[:, 4:5] + 2.0)  # starts near 0.88: refinements pass until shown unreliable
-        raw = self.hedged((analytic + alpha * (refined - analytic)).clamp(0.0, 1.0), analytic)
+        raw = self.hedged((analytic + alpha * (refined - analytic)).clamp(0.0, 1.0), base)
         sigma = SIGMA_SCALE * torch.exp(6.0 * torch.tanh(head[:, 5:9] / 6.0))  # 5e-5..8, smooth (never stuck)
         return {"raw": raw, "sigma": sigma, "alpha": alpha, "analytic": analytic}

@@ -83,20 +83,45 @@ def sweep_tones(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, tone
             item = dataset.full_item(j, center_crop=center_crop)
             prior = pack(reconstruct_item(analytic, item, sample).mosaic(), "RGGB")
             truth = item["raw"].numpy()
+            base = _metered_prior(net, prior, item)
             for mu in tones:
                 if hasattr(net, "tone_blend"):
                     net.tone_blend = mu
                 learned = pack(reconstruct_item(model, item, sample).mosaic(), "RGGB")
-                preds = np.stack([prior + lam * (learned - prior) for lam in grid])
+                preds = np.stack([base + lam * (learned - base) for lam in grid]
+                                 + ([prior] if base is not prior else []))
                 stack = torch.from_numpy(np.concatenate([truth[None], preds]).astype(np.float32))
                 n = len(stack)
                 rendered = render_edit(stack, item["wb"][None].expand(n, 3), item["cam2rgb"][None].expand(n, 3, 3),
                                        default_edit).numpy()
-                rows[mu].append({"id": sample.id, "camera": sample.camera, "kind": sample.kind,
-                                 "family": sample.settings.get("source_family"),
-                                 "raw": [psnr(p, truth) for p in preds],
-                                 "srgb": [psnr(r, rendered[0]) for r in rendered[1:]]})
+                raw, srgb = [psnr(p, truth) for p in preds], [psnr(r, rendered[0]) for r in rendered[1:]]
+                row = {"id": sample.id, "camera": sample.camera, "kind": sample.kind,
+                       "family": sample.settings.get("source_family"), "raw": raw[:len(grid)], "srgb": srgb[:len(grid)]}
+                if base is not prior:  # lambda 0 is the metered prior: the analytic inverse is scored beside it
+                    row["analytic"] = {"raw": raw[-1], "srgb": srgb[-1]}
+                rows[mu].append(row)
     return rows
+
+
+def _metered_prior(net, prior: np.ndarray, item: dict) -> np.ndarray:
+    """The prior the model's hedge falls back to (lambda 0): the analytic inverse ``prior`` [4,h,w], moved
+    toward ISO 12232's metered exposure when the model has a metering weight (rawedge.models.unet);
+    ``prior`` itself otherwise."""
+    if not getattr(net, "metering_weight", 0.0):
+        return prior
+    import torch
+
+    from rawedge.models.base import analytic_packed
+
+    thumb = analytic_packed(item["thumb"][None], item["wb"][None], item["rgb2cam"][None])
+    with torch.no_grad():
+        return np.clip(prior * np.float32(net.metering_gain(thumb).item()), 0.0, 1.0)
+
+
+def baseline(row: dict, key: str) -> float:
+    """The analytic inverse's PSNR (``key`` "raw" or "srgb") in a sweep row: lambda 0's, unless the model's
+    prior is metered and the analytic inverse was scored beside it."""
+    return row["analytic"][key] if "analytic" in row else row[key][0]
 
 
 def hedge_grid(rows_by_tone: dict[float, list[dict]], grid=GRID) -> tuple[list[dict], list[tuple[float, float]]]:
@@ -124,13 +149,13 @@ def hedge_grid(rows_by_tone: dict[float, list[dict]], grid=GRID) -> tuple[list[d
 
 def camera_gains(rows: list[dict]) -> dict[str, dict[str, np.ndarray]]:
     """{camera: {"raw": gain per lambda, "srgb": gain per lambda}}: mean PSNR over the camera's images
-    minus the analytic inverse's (lambda = 0, the first grid point)."""
+    minus the analytic inverse's (:func:`baseline`: lambda 0, the first grid point, unless metered)."""
     by_camera = defaultdict(list)
     for r in rows:
         by_camera[r["camera"]].append(r)
     out = {}
     for cam, rs in sorted(by_camera.items()):
-        out[cam] = {key: np.mean([r[key] for r in rs], axis=0) - np.mean([r[key][0] for r in rs])
+        out[cam] = {key: np.mean([r[key] for r in rs], axis=0) - np.mean([baseline(r, key) for r in rs])
                     for key in ("raw", "srgb")}
     return out
 
@@ -214,8 +239,8 @@ def _source(row: dict) -> str:
 
 def _gains(rows: list[dict], k: int) -> dict:
     n = max(1, len(rows))
-    return {"images": len(rows), "raw_db": round(sum(r["raw"][k] - r["raw"][0] for r in rows) / n, 3),
-            "srgb_db": round(sum(r["srgb"][k] - r["srgb"][0] for r in rows) / n, 3)}
+    return {"images": len(rows), "raw_db": round(sum(r["raw"][k] - baseline(r, "raw") for r in rows) / n, 3),
+            "srgb_db": round(sum(r["srgb"][k] - baseline(r, "srgb") for r in rows) / n, 3)}
 
 
 def fit_to_camera(checkpoint: str | os.PathLike, raw_dir: str | os.PathLike, out: str | os.PathLike,
