@@ -30,7 +30,7 @@ def test_exposure_offsets_differ_by_the_metering_gain(tmp_path):
     from rawedge.data.dataset import PairDataset
     from rawedge.data.pairs import make_toy_data
     from rawedge.models.base import analytic_packed
-    from rawedge.models.unet import ISO_METERED_LEVEL, _unclipped_green_mean
+    from rawedge.models.unet import ISO_METERED_LEVEL, unclipped_green_mean
 
     make_toy_data(tmp_path / "pairs", count=3, size=(64, 96), seed=2)
     rows = exposure_offsets(tmp_path / "pairs", kinds=("synthetic",))
@@ -39,7 +39,7 @@ def test_exposure_offsets_differ_by_the_metering_gain(tmp_path):
     for row, j in zip(rows, range(len(dataset.samples))):
         item = dataset.full_item(j)
         thumb = analytic_packed(item["thumb"][None], item["wb"][None], item["rgb2cam"][None])
-        shift = math.log2(ISO_METERED_LEVEL / float(_unclipped_green_mean(thumb)))
+        shift = math.log2(ISO_METERED_LEVEL / float(unclipped_green_mean(thumb)))
         assert row["metered"] - row["analytic"] == pytest.approx(shift)
     assert 0.0 <= fit_metering_weight(tmp_path / "pairs", kinds=("synthetic",))[0] <= 1.0
     with pytest.raises(ValueError, match="no pairs"):

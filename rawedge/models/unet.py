@@ -94,7 +94,7 @@ def prior_statistics(thumb: torch.Tensor, wb: torch.Tensor, rgb2cam: torch.Tenso
     return torch.stack([torch.log2(mean), geo, torch.log2(bright), clipped, dark], dim=1)
 
 
-def _unclipped_green_mean(prior: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
+def unclipped_green_mean(prior: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
     """[N,1,1,1] mean of ``values`` (default: ``prior``) over the green packed pixels that ``prior`` does
     not clip: the level the metering and exposure options compare. ``prior``: [N,4,h,w] RGGB."""
     green = prior[:, 1:3]
@@ -208,7 +208,7 @@ class UNet(ReverseISP):
     def metering_gain(self, thumb_prior: torch.Tensor) -> torch.Tensor:
         """[N,1,1,1] the gain that moves the thumbnail prior's mean green level (over the packed pixels it
         does not clip) toward ISO 12232's metered level by ``metering_weight``, in log."""
-        log_mean = torch.log(_unclipped_green_mean(thumb_prior))
+        log_mean = torch.log(unclipped_green_mean(thumb_prior))
         return torch.exp(self.metering_weight * (math.log(ISO_METERED_LEVEL) - log_mean))
 
     def metered(self, analytic: torch.Tensor, thumb_prior: torch.Tensor) -> torch.Tensor:
@@ -222,7 +222,7 @@ class UNet(ReverseISP):
         """[N,1,1,1] log of the gain that brings the toned thumbnail prior's mean green level (over the packed
         pixels the prior does not clip) back to the prior's own."""
         toned = (torch.exp(log_gain) * thumb_prior.clamp(min=1e-6).pow(gamma)).clamp(0.0, 1.0)
-        before, after = _unclipped_green_mean(thumb_prior), _unclipped_green_mean(thumb_prior, toned)
+        before, after = unclipped_green_mean(thumb_prior), unclipped_green_mean(thumb_prior, toned)
         return torch.log(before) - torch.log(after)
 
     def hedged(self, raw: torch.Tensor, base: torch.Tensor) -> torch.Tensor:

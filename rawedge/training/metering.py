@@ -30,7 +30,7 @@ def exposure_offsets(data_dir: str | os.PathLike, kinds=REAL_KINDS, split: str |
     from rawedge.data.manifest import load_manifest
     from rawedge.metrics import exposure_error_stops
     from rawedge.models.base import analytic_packed
-    from rawedge.models.unet import ISO_METERED_LEVEL, _unclipped_green_mean
+    from rawedge.models.unet import ISO_METERED_LEVEL, unclipped_green_mean
 
     if not load_manifest(data_dir).select(split or "all", kinds):
         return []
@@ -41,7 +41,7 @@ def exposure_offsets(data_dir: str | os.PathLike, kinds=REAL_KINDS, split: str |
             item = dataset.full_item(j)
             prior = analytic_packed(item["srgb"][None], item["wb"][None], item["rgb2cam"][None])
             thumb = analytic_packed(item["thumb"][None], item["wb"][None], item["rgb2cam"][None])
-            shift = math.log2(ISO_METERED_LEVEL / float(_unclipped_green_mean(thumb)))
+            shift = math.log2(ISO_METERED_LEVEL / float(unclipped_green_mean(thumb)))
             e_a = exposure_error_stops(prior[0].numpy(), item["raw"].numpy())
             rows.append({"id": sample.id, "camera": sample.camera, "analytic": e_a, "metered": e_a + shift})
     return rows
