@@ -49,16 +49,18 @@ class Split:
     held_out: list[Path]
 
 
-def split_sources(files: list[Path], holdout: float, seed: int = 0, folder=None) -> Split:
-    """A seeded split by file: ``round(holdout * n)`` files (at least one) are held out for the gate."""
+def split_sources(files: list[Path], holdout: float, seed: int = 0, folder=None,
+                  roles: tuple[str, str] = ("calibration", "the accuracy gate")) -> Split:
+    """A seeded split by file: ``round(holdout * n)`` files (at least one) are held out for the gate.
+    ``roles`` names what the two parts are for in the too-few-files message (other users: ``rawedge hedge``)."""
     if not 0.0 < holdout < 1.0:
         raise RawedgeError(None, f"--holdout must be between 0 and 1 (exclusive), got {holdout}")
     n = len(files)
     n_hold = max(MIN_HELD_OUT_FILES, round(holdout * n))
     if n - n_hold < MIN_CALIBRATION_FILES:
         need = MIN_CALIBRATION_FILES + MIN_HELD_OUT_FILES
-        raise RawedgeError(folder, f"{n} file{'s' if n != 1 else ''} are too few to split: calibration needs at "
-                                   f"least {MIN_CALIBRATION_FILES} and the accuracy gate at least "
+        raise RawedgeError(folder, f"{n} file{'s' if n != 1 else ''} are too few to split: {roles[0]} needs at "
+                                   f"least {MIN_CALIBRATION_FILES} and {roles[1]} at least "
                                    f"{MIN_HELD_OUT_FILES} held-out file(s) with --holdout {holdout} "
                                    f"(give {max(need, math.ceil(MIN_CALIBRATION_FILES / (1 - holdout)))} or more)")
     order = np.random.default_rng(seed).permutation(n)

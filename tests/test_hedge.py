@@ -87,3 +87,4 @@ def test_cli_hedge_prints_the_choice_and_fails_in_one_line(camera_dir, bright_to
         (few / name).symlink_to(RAW_DIR / name)
     short = rawedge("hedge", bright_tone_unet, "--data", few, "-o", tmp_path / "y.pt")
     assert short.returncode == 1 and "too few" in short.stderr and not (tmp_path / "y.pt").exists()
+    assert "choosing the hedge" in short.stderr and "accuracy gate" not in short.stderr

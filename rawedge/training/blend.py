@@ -278,7 +278,7 @@ def fit_to_camera(checkpoint: str | os.PathLike, raw_dir: str | os.PathLike, out
     if not raws:
         raise RawedgeError(raw_dir, "no RAW files in this directory (the hedge is fitted on RAW files of the camera)")
     if holdout:
-        split = split_sources(raws, holdout, seed, raw_dir)
+        split = split_sources(raws, holdout, seed, raw_dir, roles=("choosing the hedge", "the held-out check"))
         chooser, held = {f.stem for f in split.calibration}, {f.stem for f in split.held_out}
     else:
         chooser, held = {f.stem for f in raws}, set()
