@@ -273,6 +273,21 @@ def rule_outcome(work: Path, families, tones=(1.0,), fix: Fix = NO_FIX) -> str:
             f"{sum(srgb) / len(srgb):+.2f} dB; worst camera {cam} {low:+.2f} dB (the lower of its two gains).\n")
 
 
+def write_metered_inverse(work: Path, out: Path) -> None:
+    """The analytic inverse with its metering weight fitted on the whole pool, as a checkpoint."""
+    from rawedge.models.checkpoint import save_checkpoint
+    from rawedge.models.registry import create_model
+    from rawedge.training.metering import fit_metering_weight
+
+    kappa, evidence = fit_metering_weight(work / "pool")
+    save_checkpoint(out, create_model("analytic", metering_weight=round(kappa, 4)),
+                    recipe={"name": "metered-analytic", "notes": "analytic inverse + ISO 12232 metering, kappa fitted "
+                                                              "by rawedge.training.metering on " + str(work / "pool")},
+                    extra={"metering": evidence})
+    log(f"wrote {out}: metering weight {kappa:.4f} from {evidence['pairs']} pairs of {len(evidence['cameras'])} cameras "
+        f"(median exposure error {evidence['median_abs_stops']})")
+
+
 def score_fold(work: Path, family: str, checkpoint: Path, report_name: str = "report.json") -> dict:
     from rawedge.training.evaluate import evaluate, write_report
 
@@ -394,6 +409,10 @@ def main() -> None:
                         help="train the folds on the metered prior: metering weight a number in [0, 1], or 'fit' to "
                              "fit each fold's on its own training pairs (rawedge.training.metering); default: the "
                              "recipe's")
+    parser.add_argument("--metered-inverse", type=Path, metavar="OUT.pt",
+                        help="only write the metered analytic inverse: an 'analytic' checkpoint whose metering weight is "
+                             "fitted on every family's training pairs (WORK/pool; rawedge.training.metering), for "
+                             "`rawedge export` (docs/lofo-round7-exposure.md, section 6)")
     parser.add_argument("--all", action="store_true",
                         help="also train on every family (the candidate default model) into WORK/all/run/final.pt; with --hedge, "
                              "also hedge it with the lambda all the folds' sweeps choose (WORK/all/run/hedged-L.pt)")
@@ -413,6 +432,9 @@ def main() -> None:
         build_data(work, MixOptions(libraw=args.libraw, plain_fraction=args.plain_fraction,
                                     libraw_default=args.libraw_default, overexposed=args.overexposed,
                                     crosscam_p99=args.crosscam_p99))
+    if args.metered_inverse:
+        write_metered_inverse(work, args.metered_inverse)
+        return
     if args.sweep:
         text = sweep_table(work, args.families, tones, fix)
         (work / "sweep.md").write_text(text)

@@ -181,7 +181,7 @@ def test_exposure_blend_keeps_the_curve_and_the_analytic_level(tmp_path):
     assert float(levels[0.0][:, 1:3].mean()) == pytest.approx(float(prior[:, 1:3].mean()), rel=0.02)
     assert float(prior.mean()) < float(levels[0.5].mean()) < float(full.mean())
     torch.testing.assert_close(levels[0.5] / full, ratio.sqrt())  # half of the log change
-    from rawedge.models.unet import ISO_METERED_LEVEL
+    from rawedge.models.base import ISO_METERED_LEVEL
 
     with torch.no_grad():  # the metering weight moves the prior itself toward ISO 12232's metered level
         model.metering_weight = 1.0

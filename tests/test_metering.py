@@ -29,8 +29,7 @@ def test_least_squares_weight_brackets_the_truth_and_weights_cameras_equally():
 def test_exposure_offsets_differ_by_the_metering_gain(tmp_path):
     from rawedge.data.dataset import PairDataset
     from rawedge.data.pairs import make_toy_data
-    from rawedge.models.base import analytic_packed
-    from rawedge.models.unet import ISO_METERED_LEVEL, unclipped_green_mean
+    from rawedge.models.base import ISO_METERED_LEVEL, analytic_packed, unclipped_green_mean
 
     make_toy_data(tmp_path / "pairs", count=3, size=(64, 96), seed=2)
     rows = exposure_offsets(tmp_path / "pairs", kinds=("synthetic",))
@@ -45,3 +44,24 @@ def test_exposure_offsets_differ_by_the_metering_gain(tmp_path):
     with pytest.raises(ValueError, match="no pairs"):
         fit_metering_weight(tmp_path / "pairs", kinds=("camera_jpeg",))
     assert torch.is_grad_enabled()  # the fit leaves autograd as it found it
+
+
+def test_the_metered_analytic_inverse_is_the_unet_s_metered_prior():
+    """``analytic`` with a metering weight is the prior a metered U-Net refines (one home: models.base)."""
+    from rawedge.models.base import analytic_packed
+    from rawedge.models.registry import create_model
+
+    torch.manual_seed(0)
+    srgb = torch.rand(1, 3, 32, 48)
+    thumb = torch.nn.functional.interpolate(srgb, size=(256, 256), mode="bilinear")
+    wb, eye = torch.tensor([[1.8, 1.0, 1.4]]), torch.eye(3)[None]
+    exif = torch.full((1, 4), float("nan"))
+    with torch.no_grad():
+        metered = create_model("analytic", metering_weight=0.3)(srgb, thumb, exif, wb, eye, eye)["raw"]
+        unet = create_model("unet", width=4, depth=1, metering_weight=0.3)  # zero tail: output = its prior
+        torch.testing.assert_close(metered, unet(srgb, thumb, exif, wb, eye, eye)["raw"])
+        plain = create_model("analytic")(srgb, thumb, exif, wb, eye, eye)["raw"]
+    torch.testing.assert_close(plain, analytic_packed(srgb, wb, eye))
+    assert not torch.allclose(metered, plain)
+    with pytest.raises(ValueError, match="metering_weight"):
+        create_model("analytic", metering_weight=1.5)

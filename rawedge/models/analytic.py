@@ -2,16 +2,30 @@
 compared with, exportable and runnable like any other."""
 from __future__ import annotations
 
-from rawedge.models.base import ReverseISP, analytic_packed
+from rawedge.models.base import ReverseISP, analytic_packed, metering_gain
 from rawedge.models.registry import register_model
 
 
 @register_model("analytic")
 class AnalyticISP(ReverseISP):
-    """Brooks et al. (2019) unprocessing: inverse sRGB curve, inverse colour matrix, inverse WB, mosaic."""
+    """Brooks et al. (2019) unprocessing: inverse sRGB curve, inverse colour matrix, inverse WB, mosaic.
 
-    default_config: dict = {}
+    ``metering_weight`` (kappa in [0, 1], default 0): the result is moved toward ISO 12232's metered
+    exposure by kappa, in log, one gain per photo from the thumbnail (rawedge.models.base.metering_gain).
+    With kappa fitted on other camera families (rawedge.training.metering) it beats the plain inverse on
+    every held-out camera of ../shared (docs/lofo-round7-exposure.md, section 6)."""
+
+    default_config: dict = {"metering_weight": 0.0}
     align = 2
 
+    def __init__(self, metering_weight: float = 0.0):
+        super().__init__()
+        if not 0.0 <= float(metering_weight) <= 1.0:
+            raise ValueError(f"metering_weight must be in [0, 1], got {metering_weight}")
+        self.metering_weight = float(metering_weight)
+
     def forward(self, srgb, thumb, exif, wb, cam2rgb, rgb2cam):
-        return {"raw": analytic_packed(srgb, wb, rgb2cam)}
+        raw = analytic_packed(srgb, wb, rgb2cam)
+        if self.metering_weight:
+            raw = (raw * metering_gain(analytic_packed(thumb, wb, rgb2cam), self.metering_weight)).clamp(0.0, 1.0)
+        return {"raw": raw}

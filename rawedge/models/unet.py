@@ -47,7 +47,6 @@ Two options bring in what ParamISP learns globally, at almost no cost per pixel:
 """
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
@@ -55,8 +54,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from rawedge.isp import torch_ops as T
-from rawedge.metrics import CLIP_LEVEL
-from rawedge.models.base import ReverseISP, analytic_packed
+from rawedge.models.base import (
+    ReverseISP,
+    analytic_packed,
+    metering_gain,
+    unclipped_green_mean,
+)
 from rawedge.models.paramisp import EXIF_FACTS, ParamNet
 from rawedge.models.registry import register_model
 
@@ -68,10 +71,6 @@ def conv_block(cin: int, cout: int) -> nn.Sequential:
 
 PRIOR_STATS = 5
 TONE_LIMIT = 3.0  # |log gain| and |log gamma| of the global tone: e^3 = 20x, far beyond any real rendering
-# ISO 12232: a reflected-light meter (calibration constant K = 12.5) exposes a scene's mean luminance at
-# H = q K / S, and saturation-based speed puts saturation at 78 / S, so the metered mean lands at
-# q K / 78 = 0.65 * 12.5 / 78 of the sensor's white.
-ISO_METERED_LEVEL = 0.65 * 12.5 / 78
 SIGMA_SCALE = 0.02  # sigma at initialisation (normalised RAW units); the head learns log-multiples of it
 
 
@@ -92,16 +91,6 @@ def prior_statistics(thumb: torch.Tensor, wb: torch.Tensor, rgb2cam: torch.Tenso
     clipped = (peak > 0.98).float().mean(dim=(1, 2))
     dark = (peak < 0.02).float().mean(dim=(1, 2))
     return torch.stack([torch.log2(mean), geo, torch.log2(bright), clipped, dark], dim=1)
-
-
-def unclipped_green_mean(prior: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
-    """[N,1,1,1] mean of ``values`` (default: ``prior``) over the green packed pixels that ``prior`` does
-    not clip: the level the metering and exposure options compare. ``prior``: [N,4,h,w] RGGB."""
-    green = prior[:, 1:3]
-    valid = (green < CLIP_LEVEL).to(green.dtype)
-    picked = green if values is None else values[:, 1:3]
-    count = valid.sum(dim=(1, 2, 3), keepdim=True).clamp(min=1.0)
-    return ((picked * valid).sum(dim=(1, 2, 3), keepdim=True) / count).clamp(min=1e-6)
 
 
 class ThumbEncoder(nn.Module):
@@ -206,10 +195,8 @@ class UNet(ReverseISP):
         return (torch.exp(log_gain) * prior.clamp(min=1e-6).pow(gamma)).clamp(0.0, 1.0)
 
     def metering_gain(self, thumb_prior: torch.Tensor) -> torch.Tensor:
-        """[N,1,1,1] the gain that moves the thumbnail prior's mean green level (over the packed pixels it
-        does not clip) toward ISO 12232's metered level by ``metering_weight``, in log."""
-        log_mean = torch.log(unclipped_green_mean(thumb_prior))
-        return torch.exp(self.metering_weight * (math.log(ISO_METERED_LEVEL) - log_mean))
+        """[N,1,1,1] :func:`rawedge.models.base.metering_gain` at this model's ``metering_weight``."""
+        return metering_gain(thumb_prior, self.metering_weight)
 
     def metered(self, analytic: torch.Tensor, thumb_prior: torch.Tensor) -> torch.Tensor:
         """``analytic`` times :meth:`metering_gain`, clipped to [0, 1]: the prior the network refines."""

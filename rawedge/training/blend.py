@@ -111,11 +111,11 @@ def _metered_prior(net, prior: np.ndarray, item: dict) -> np.ndarray:
         return prior
     import torch
 
-    from rawedge.models.base import analytic_packed
+    from rawedge.models.base import analytic_packed, metering_gain
 
     thumb = analytic_packed(item["thumb"][None], item["wb"][None], item["rgb2cam"][None])
     with torch.no_grad():
-        return np.clip(prior * np.float32(net.metering_gain(thumb).item()), 0.0, 1.0)
+        return np.clip(prior * np.float32(metering_gain(thumb, net.metering_weight).item()), 0.0, 1.0)
 
 
 def baseline(row: dict, key: str) -> float:

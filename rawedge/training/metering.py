@@ -29,8 +29,7 @@ def exposure_offsets(data_dir: str | os.PathLike, kinds=REAL_KINDS, split: str |
     from rawedge.data.dataset import PairDataset
     from rawedge.data.manifest import load_manifest
     from rawedge.metrics import exposure_error_stops
-    from rawedge.models.base import analytic_packed
-    from rawedge.models.unet import ISO_METERED_LEVEL, unclipped_green_mean
+    from rawedge.models.base import ISO_METERED_LEVEL, analytic_packed, unclipped_green_mean
 
     if not load_manifest(data_dir).select(split or "all", kinds):
         return []
