@@ -358,6 +358,19 @@ def _calibration(reports: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _kappa(text: str) -> float | str:
+    """A metering weight on the command line: ``fit`` or a number in [0, 1]."""
+    if text == "fit":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'fit' or a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected 'fit' or a number in [0, 1], got {text!r}")
+    return value
+
+
 def main() -> None:
     from rawedge.data.mix import FAMILIES
 
@@ -401,11 +414,11 @@ def main() -> None:
                         help="exposure blend eta of every hedged model (rawedge.models.unet exposure_blend), fixed, not "
                              "chosen: 0 keeps the analytic inverse's mean level and the learned curve "
                              "(docs/lofo-round7-exposure.md); default 1, the model's own exposure")
-    parser.add_argument("--metering-weight", default="0",
+    parser.add_argument("--metering-weight", default=0.0, type=_kappa,
                         help="metering weight kappa of every hedged model (rawedge.models.unet metering_weight), fixed, "
                              "not chosen: a number in [0, 1], or 'fit' to fit each fold's on its own training pairs "
                              "(rawedge.training.metering); default 0, the analytic prior's exposure")
-    parser.add_argument("--train-metering",
+    parser.add_argument("--train-metering", type=_kappa,
                         help="train the folds on the metered prior: metering weight a number in [0, 1], or 'fit' to "
                              "fit each fold's on its own training pairs (rawedge.training.metering); default: the "
                              "recipe's")
@@ -418,9 +431,8 @@ def main() -> None:
                              "also hedge it with the lambda all the folds' sweeps choose (WORK/all/run/hedged-L.pt)")
     args = parser.parse_args()
     tones = tuple(float(t) for t in args.tones.split(","))
-    train_metering = (None if args.train_metering is None else
-                      args.train_metering if args.train_metering == "fit" else float(args.train_metering))
-    fix = Fix(args.exposure_blend, args.metering_weight if args.metering_weight == "fit" else float(args.metering_weight))
+    train_metering = args.train_metering
+    fix = Fix(args.exposure_blend, args.metering_weight)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     reports = {}

@@ -63,3 +63,12 @@ def test_exposure_blend_is_fixed_not_chosen(lofo, tmp_path):
         lofo.sweep_cache(tmp_path / f"fold-{family}" / "run", family, options={"exposure_blend": 0.0}).write_text(json.dumps(rows))
     assert "| a | 1.0 | -2.00 |" in lofo.rule_outcome(tmp_path, ["a", "b"])
     assert "| a | 1.0 | +1.00 |" in lofo.rule_outcome(tmp_path, ["a", "b"], fix=lofo.Fix(eta=0.0))
+
+
+def test_metering_weight_flags_take_fit_or_a_weight(lofo):
+    import argparse
+
+    assert lofo._kappa("fit") == "fit" and lofo._kappa("0.3") == 0.3
+    for bad in ("abc", "1.5", "-0.1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="'fit' or a number"):
+            lofo._kappa(bad)
