@@ -29,7 +29,7 @@ def exposure_offsets(data_dir: str | os.PathLike, kinds=REAL_KINDS, split: str |
     from rawedge.data.dataset import PairDataset
     from rawedge.data.manifest import load_manifest
     from rawedge.metrics import exposure_error_stops
-    from rawedge.models.base import ISO_METERED_LEVEL, analytic_packed, unclipped_green_mean
+    from rawedge.models.base import analytic_packed, metering_gain
 
     if not load_manifest(data_dir).select(split or "all", kinds):
         return []
@@ -40,7 +40,7 @@ def exposure_offsets(data_dir: str | os.PathLike, kinds=REAL_KINDS, split: str |
             item = dataset.full_item(j)
             prior = analytic_packed(item["srgb"][None], item["wb"][None], item["rgb2cam"][None])
             thumb = analytic_packed(item["thumb"][None], item["wb"][None], item["rgb2cam"][None])
-            shift = math.log2(ISO_METERED_LEVEL / float(unclipped_green_mean(thumb)))
+            shift = math.log2(float(metering_gain(thumb, 1.0)))  # the full metering rule, in stops
             e_a = exposure_error_stops(prior[0].numpy(), item["raw"].numpy())
             rows.append({"id": sample.id, "camera": sample.camera, "analytic": e_a, "metered": e_a + shift})
     return rows
