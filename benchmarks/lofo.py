@@ -111,30 +111,41 @@ def family_eval(work: Path, family: str) -> Path:
 class Fix(NamedTuple):
     """Options held fixed, not chosen, for every fold's model (rawedge.training.blend): the exposure blend
     ``eta`` and the metering weight, a number or ``"fit"`` (fitted on that fold's own training pairs,
-    rawedge.training.metering; cached as RUN/metering.json)."""
+    rawedge.training.metering; cached as RUN/metering.json), and with ``gate`` the highlight gate's knee,
+    fitted with it (RUN/metering-gate.json)."""
 
     eta: float = 1.0
     metering: float | str = 0.0
+    gate: bool = False
 
     def options(self, work: Path, held_out: str | None) -> dict:
         """The options of fold ``held_out`` (None: the model trained on every family), as set on the model."""
         out = {}
         if self.eta != 1.0:
             out["exposure_blend"] = float(self.eta)
-        kappa = self.metering
+        kappa, knee = self.metering, None
         if kappa == "fit":
-            from rawedge.training.metering import fit_metering_weight
-
             name = f"fold-{held_out}" if held_out else "all"
-            cache = work / name / "run" / "metering.json"
-            if not cache.is_file():
-                log(f"fitting the metering weight of {name} on its training pairs")
-                kappa, evidence = fit_metering_weight(work / name / "data" if held_out else work / "pool")
-                cache.write_text(json.dumps(evidence, indent=1))
-            kappa = json.loads(cache.read_text())["kappa"]
+            evidence = _metering_fit(work, name, work / name / "data" if held_out else work / "pool", self.gate)
+            kappa, knee = evidence["kappa"], evidence.get("knee")
         if float(kappa):
             out["metering_weight"] = float(kappa)
+            if knee is not None:
+                out["metering_knee"] = float(knee)
         return out
+
+
+def _metering_fit(work: Path, name: str, data: Path, gate: bool) -> dict:
+    """The metering fit of ``name`` (rawedge.training.metering) on ``data``, cached in its run folder."""
+    from rawedge.training.metering import fit_metering_weight
+
+    cache = work / name / "run" / ("metering-gate.json" if gate else "metering.json")
+    if not cache.is_file():
+        log(f"fitting the metering weight{' and highlight knee' if gate else ''} of {name} on its training pairs")
+        _, evidence = fit_metering_weight(data, gate=gate)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(evidence, indent=1))
+    return json.loads(cache.read_text())
 
 
 NO_FIX = Fix()
@@ -142,13 +153,15 @@ NO_FIX = Fix()
 
 def _fix_suffix(options: dict) -> str:
     return ((f"-eta{options['exposure_blend']:.2f}" if "exposure_blend" in options else "")
-            + (f"-m{options['metering_weight']:.2f}" if "metering_weight" in options else ""))
+            + (f"-m{options['metering_weight']:.2f}" if "metering_weight" in options else "")
+            + (f"-k{options['metering_knee']:.2f}" if "metering_knee" in options else ""))
 
 
 def _fix_label(fix: Fix) -> str:
     """Report-name suffix of the fixed options (the metering weight by how it was set: ``fit`` or a number)."""
     return ((f"-eta{fix.eta:.2f}" if fix.eta != 1.0 else "")
-            + ("-mfit" if fix.metering == "fit" else f"-m{float(fix.metering):.2f}" if float(fix.metering) else ""))
+            + ("-mfit" if fix.metering == "fit" else f"-m{float(fix.metering):.2f}" if float(fix.metering) else "")
+            + ("-gate" if fix.gate else ""))
 
 
 def sweep_cache(run: Path, family: str, tone: float = 1.0, options: dict | None = None) -> Path:
@@ -273,18 +286,22 @@ def rule_outcome(work: Path, families, tones=(1.0,), fix: Fix = NO_FIX) -> str:
             f"{sum(srgb) / len(srgb):+.2f} dB; worst camera {cam} {low:+.2f} dB (the lower of its two gains).\n")
 
 
-def write_metered_inverse(work: Path, out: Path) -> None:
-    """The analytic inverse with its metering weight fitted on the whole pool, as a checkpoint."""
+def write_metered_inverse(work: Path, out: Path, gate: bool = False) -> None:
+    """The analytic inverse with its metering weight (and with ``gate`` its highlight knee) fitted on the
+    whole pool, as a checkpoint."""
     from rawedge.models.checkpoint import save_checkpoint
     from rawedge.models.registry import create_model
     from rawedge.training.metering import fit_metering_weight
 
-    kappa, evidence = fit_metering_weight(work / "pool")
-    save_checkpoint(out, create_model("analytic", metering_weight=round(kappa, 4)),
-                    recipe={"name": "metered-analytic", "notes": "analytic inverse + ISO 12232 metering, kappa fitted "
-                                                              "by rawedge.training.metering on " + str(work / "pool")},
+    kappa, evidence = fit_metering_weight(work / "pool", gate=gate)
+    knee = evidence.get("knee")
+    save_checkpoint(out, create_model("analytic", metering_weight=round(kappa, 4), metering_knee=knee),
+                    recipe={"name": "metered-analytic" + ("-gated" if gate else ""),
+                            "notes": "analytic inverse + ISO 12232 metering" + (", highlight-gated" if gate else "")
+                                     + ", fitted by rawedge.training.metering on " + str(work / "pool")},
                     extra={"metering": evidence})
-    log(f"wrote {out}: metering weight {kappa:.4f} from {evidence['pairs']} pairs of {len(evidence['cameras'])} cameras "
+    log(f"wrote {out}: metering weight {kappa:.4f}" + (f", knee {knee:.2f}" if gate else "")
+        + f" from {evidence['pairs']} pairs of {len(evidence['cameras'])} cameras "
         f"(median exposure error {evidence['median_abs_stops']})")
 
 
@@ -422,6 +439,10 @@ def main() -> None:
                         help="train the folds on the metered prior: metering weight a number in [0, 1], or 'fit' to "
                              "fit each fold's on its own training pairs (rawedge.training.metering); default: the "
                              "recipe's")
+    parser.add_argument("--highlight-gate", action="store_true",
+                        help="with --metering-weight fit (or --metered-inverse): also fit the highlight gate's knee, so "
+                             "the metering weight applies only as far as each JPEG's highlights reach toward white "
+                             "(rawedge.models.base.highlight_gate; docs/lofo-round8-highlights.md)")
     parser.add_argument("--metered-inverse", type=Path, metavar="OUT.pt",
                         help="only write the metered analytic inverse: an 'analytic' checkpoint whose metering weight is "
                              "fitted on every family's training pairs (WORK/pool; rawedge.training.metering), for "
@@ -432,7 +453,9 @@ def main() -> None:
     args = parser.parse_args()
     tones = tuple(float(t) for t in args.tones.split(","))
     train_metering = args.train_metering
-    fix = Fix(args.exposure_blend, args.metering_weight)
+    if args.highlight_gate and args.metering_weight != "fit" and not args.metered_inverse:
+        parser.error("--highlight-gate needs --metering-weight fit or --metered-inverse (the knee is fitted with kappa)")
+    fix = Fix(args.exposure_blend, args.metering_weight, args.highlight_gate)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     reports = {}
@@ -445,7 +468,7 @@ def main() -> None:
                                     libraw_default=args.libraw_default, overexposed=args.overexposed,
                                     crosscam_p99=args.crosscam_p99))
     if args.metered_inverse:
-        write_metered_inverse(work, args.metered_inverse)
+        write_metered_inverse(work, args.metered_inverse, args.highlight_gate)
         return
     if args.sweep:
         text = sweep_table(work, args.families, tones, fix)

@@ -438,7 +438,7 @@ def test_cli_info_and_errors(unet_export, tmp_path):
     assert info.returncode == 0, info.stderr
     text = info.stdout
     for expected in ("rawedge model 'unet' (fp32)", "opset ai.onnx 17", "inputs       srgb [N,3,H,W] float32",
-                     "exif [N,4] float32", "outputs      raw [N,4,h,w] float32", "depth=2  exif_dim=0", "exposure_blend=1.0  global_tone=False  metering_weight=0.0  prior_blend=1.0  prior_stats=False",
+                     "exif [N,4] float32", "outputs      raw [N,4,h,w] float32", "depth=2  exif_dim=0", "exposure_blend=1.0  global_tone=False  metering_knee=None  metering_weight=0.0  prior_blend=1.0",
                      "width=4",
                      "align 8", f"cameras      {S40}, generic", "recipe       id=test-recipe", "parity",
                      "onnxruntime", "boxes_s40.jpg"):
@@ -508,24 +508,29 @@ def test_export_model_in_memory_reports_border_reaching_models(tmp_path):
 
 
 def test_hedges_are_baked_into_the_onnx_file(tmp_path):
-    """tone_blend, exposure_blend, metering_weight and prior_blend (rawedge hedge, benchmarks/lofo.py --hedge)
-    travel in the exported graph: every runtime applies the hedge the checkpoint carries."""
+    """tone_blend, exposure_blend, metering_weight (with and without its highlight knee) and prior_blend
+    (rawedge hedge, benchmarks/lofo.py --hedge) travel in the exported graph: every runtime applies the
+    hedge the checkpoint carries."""
     torch.set_num_threads(1)
     config = {"width": 4, "depth": 1, "global_tone": True, "prior_stats": True, "tone_input": "stats"}
     outputs = {}
-    for tone, eta, kappa in ((1.0, 1.0, 0.0), (0.5, 1.0, 0.0), (1.0, 0.0, 0.0), (1.0, 1.0, 0.4)):
-        ckpt = save_tiny(tmp_path / f"t{tone}-{eta}-{kappa}.pt", "unet", **config, tone_blend=tone,
-                         exposure_blend=eta, metering_weight=kappa, prior_blend=0.8)
+    cases = ((1.0, 1.0, 0.0, None), (0.5, 1.0, 0.0, None), (1.0, 0.0, 0.0, None), (1.0, 1.0, 0.4, None),
+             (1.0, 1.0, 0.4, 0.3))
+    for case in cases:
+        tone, eta, kappa, knee = case
+        ckpt = save_tiny(tmp_path / f"t{case}.pt", "unet", **config, tone_blend=tone,
+                         exposure_blend=eta, metering_weight=kappa, metering_knee=knee, prior_blend=0.8)
         from rawedge.models.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(ckpt)
         assert model.tone.bias.abs().max() > 0  # save_tiny perturbs every weight: the tone does something
-        out = tmp_path / f"t{tone}-{eta}-{kappa}.onnx"
+        out = tmp_path / f"t{case}.onnx"
         export_checkpoint(ckpt, out)
         feed = random_feed(1, 32, 48, seed=5)
         s = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        outputs[tone, eta, kappa] = s.run(None, feed)[0]
-        np.testing.assert_allclose(outputs[tone, eta, kappa], torch_run(model, feed)["raw"], atol=1e-4)
-    plain = outputs[1.0, 1.0, 0.0]
-    for hedged in ((0.5, 1.0, 0.0), (1.0, 0.0, 0.0), (1.0, 1.0, 0.4)):
+        outputs[case] = s.run(None, feed)[0]
+        np.testing.assert_allclose(outputs[case], torch_run(model, feed)["raw"], atol=1e-4)
+    plain = outputs[cases[0]]
+    for hedged in cases[1:]:
         assert np.abs(plain - outputs[hedged]).max() > 1e-3, hedged
+    assert np.abs(outputs[cases[3]] - outputs[cases[4]]).max() > 1e-4  # the knee gates the metering gain

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -65,3 +67,47 @@ def test_the_metered_analytic_inverse_is_the_unet_s_metered_prior():
     assert not torch.allclose(metered, plain)
     with pytest.raises(ValueError, match="metering_weight"):
         create_model("analytic", metering_weight=1.5)
+
+
+def test_highlight_level_is_the_green_99th_percentile_and_gates_the_weight():
+    import numpy as np
+
+    from rawedge.models.base import highlight_gate, highlight_level, metering_gain
+
+    torch.manual_seed(1)
+    prior = torch.rand(2, 4, 128, 128) * torch.tensor([0.5, 1.0]).reshape(2, 1, 1, 1)
+    level = highlight_level(prior)
+    for n in range(2):
+        reference = np.quantile(prior[n, 1:3].numpy(), 0.99)
+        assert float(level[n]) == pytest.approx(reference, abs=2e-3)
+    gate = highlight_gate(prior, 0.6)  # image 0 reaches 0.495 (below the knee), image 1 0.99
+    assert float(gate[0]) == 0.0 and float(gate[1]) == pytest.approx((float(level[1]) - 0.6) / 0.4)
+    assert torch.equal(highlight_gate(prior, None), torch.ones(2, 1, 1, 1))
+    # a closed gate keeps the analytic level; an open one moves it as the ungated weight would
+    assert float(metering_gain(prior, 0.5, 0.6)[0]) == 1.0
+    assert float(metering_gain(prior, 0.5, 0.6)[1]) == pytest.approx(float(metering_gain(prior, 0.5 * float(gate[1]))[1]))
+
+
+def test_fit_knee_finds_the_knee_the_pairs_were_made_with():
+    from rawedge.training.metering import fit_knee
+
+    # below highlight 0.5 the analytic level is right; above it, +0.4 * gate stops too bright, metering -1.0
+    rows = []
+    for k, h in enumerate(np.linspace(0.2, 1.0, 41)):
+        gate = max(0.0, (h - 0.5) / 0.5)
+        rows.append({"id": str(k), "camera": f"c{k % 3}", "analytic": 0.4 * gate, "metered": 0.4 * gate - 1.0,
+                     "highlight": float(h)})
+    kappa, evidence = fit_knee(rows)
+    assert evidence["knee"] == 0.5 and kappa == pytest.approx(0.4)
+    assert evidence["mean_sq_stops"] == pytest.approx(0.0, abs=1e-9)
+    ungated, plain = least_squares_weight(rows)
+    assert plain["mean_sq_stops"] > 0.01  # one weight for every photo cannot fit it
+
+
+@pytest.mark.parametrize("knee", [-0.1, 1.0, 2.0])
+def test_a_knee_outside_0_1_is_refused(knee):
+    from rawedge.models.registry import create_model
+
+    for name in ("analytic", "unet"):
+        with pytest.raises(ValueError, match="metering_knee"):
+            create_model(name, metering_weight=0.3, metering_knee=knee)

@@ -41,14 +41,45 @@ def unclipped_green_mean(prior: torch.Tensor, values: torch.Tensor | None = None
     return ((picked * valid).sum(dim=(1, 2, 3), keepdim=True) / count).clamp(min=1e-6)
 
 
-def metering_gain(thumb_prior: torch.Tensor, weight: float) -> torch.Tensor:
+HIGHLIGHT_QUANTILE = 0.99  # the share of green pixels below the level the highlight gate reads
+
+
+def highlight_level(thumb_prior: torch.Tensor) -> torch.Tensor:
+    """[N,1,1,1] the 99th percentile of the thumbnail prior's green pixels: how far up toward white the
+    JPEG's highlights reach. A top-k, so it exports to ONNX; ``thumb_prior``: [N,4,h,w] RGGB."""
+    green = thumb_prior[:, 1:3].reshape(thumb_prior.shape[0], -1)
+    k = max(1, round(int(green.shape[1]) * (1.0 - HIGHLIGHT_QUANTILE)))  # a constant: the thumbnail size is fixed
+    return torch.topk(green, k, dim=1).values[:, -1].reshape(-1, 1, 1, 1)
+
+
+def highlight_gate(thumb_prior: torch.Tensor, knee: float | None) -> torch.Tensor:
+    """[N,1,1,1] in [0, 1]: how much of the metering weight applies, from :func:`highlight_level` ``h``:
+    ``(h - knee) / (1 - knee)``, clipped. A JPEG whose highlights stop well below white was not stretched
+    to it (LibRaw without auto-brightening, a camera leaving headroom): its white is the sensor's and the
+    analytic level stands. One that reaches white may have been stretched, and the meter is evidence.
+    ``knee`` None: no gate (1). docs/lofo-round8-highlights.md."""
+    if knee is None:
+        return torch.ones_like(thumb_prior[:, :1, :1, :1])
+    return ((highlight_level(thumb_prior) - knee) / (1.0 - knee)).clamp(0.0, 1.0)
+
+
+def metering_gain(thumb_prior: torch.Tensor, weight: float, knee: float | None = None) -> torch.Tensor:
     """[N,1,1,1] the gain that moves the thumbnail prior's mean green level (over the packed pixels it does
     not clip) toward ISO 12232's metered level by ``weight`` in [0, 1], in log: 0 keeps the analytic
-    inverse's level, 1 puts the mean at 0.104 of white (docs/lofo-round7-exposure.md).
+    inverse's level, 1 puts the mean at 0.104 of white (docs/lofo-round7-exposure.md). With ``knee`` the
+    weight is scaled by :func:`highlight_gate`.
 
-    Example: ``metering_gain(analytic_packed(thumb, wb, rgb2cam), 0.3)``."""
+    Example: ``metering_gain(analytic_packed(thumb, wb, rgb2cam), 0.45, knee=0.4)``."""
     log_mean = torch.log(unclipped_green_mean(thumb_prior))
-    return torch.exp(weight * (math.log(ISO_METERED_LEVEL) - log_mean))
+    return torch.exp(weight * highlight_gate(thumb_prior, knee) * (math.log(ISO_METERED_LEVEL) - log_mean))
+
+
+def check_metering(weight: float, knee: float | None) -> None:
+    """Raise ValueError unless ``weight`` is in [0, 1] and ``knee`` is None or in [0, 1)."""
+    if not 0.0 <= float(weight) <= 1.0:
+        raise ValueError(f"metering_weight must be in [0, 1], got {weight}")
+    if knee is not None and not 0.0 <= float(knee) < 1.0:
+        raise ValueError(f"metering_knee must be None or in [0, 1), got {knee}")
 
 
 class ReverseISP(nn.Module):

@@ -39,6 +39,10 @@ Two options bring in what ParamISP learns globally, at almost no cost per pixel:
   saturation-based speed). The two err in opposite directions on every camera family in ../shared
   (docs/lofo-round7-exposure.md), and what the network must learn about a maker's exposure convention is
   only what is left between them. rawedge.training.metering fits kappa on the training pairs.
+* ``metering_knee`` (None or in [0, 1), default None): the metering weight applies only as far as the
+  JPEG's highlights (the thumbnail prior's 99th-percentile green) reach above the knee toward white
+  (rawedge.models.base.highlight_gate). A JPEG that stops short of white was not stretched to it, so its
+  white is the sensor's. Fitted with kappa (docs/lofo-round8-highlights.md).
 * ``exposure_blend`` (eta in [0, 1], default 1): only the global tone's change of the mean level, measured
   on the thumbnail's prior (pixels below the clip level), is scaled by eta in log; its curve and colour
   stay. At eta 0 the toned prior keeps the (metered) prior's exposure: how brightly a camera exposes is not
@@ -57,6 +61,7 @@ from rawedge.isp import torch_ops as T
 from rawedge.models.base import (
     ReverseISP,
     analytic_packed,
+    check_metering,
     metering_gain,
     unclipped_green_mean,
 )
@@ -114,12 +119,14 @@ class UNet(ReverseISP):
     default_config: ClassVar[dict] = {"width": 16, "depth": 3, "exif_dim": 0, "global_tone": False, "exif_dropout": 0.2,
                                       "prior_stats": False, "confidence": False,
                                       "prior_blend": 1.0, "tone_input": "all", "tone_blend": 1.0,
-                                      "exposure_blend": 1.0, "metering_weight": 0.0}
+                                      "exposure_blend": 1.0, "metering_weight": 0.0,
+                                      "metering_knee": None}
 
     def __init__(self, width: int = 16, depth: int = 3, exif_dim: int = 0, global_tone: bool = False,
                  exif_dropout: float = 0.2, prior_stats: bool = False, confidence: bool = False,
                  prior_blend: float = 1.0, tone_input: str = "all", tone_blend: float = 1.0,
-                 exposure_blend: float = 1.0, metering_weight: float = 0.0):
+                 exposure_blend: float = 1.0, metering_weight: float = 0.0,
+                 metering_knee: float | None = None):
         super().__init__()
         if tone_input not in ("all", "stats"):
             raise ValueError(f"tone_input must be 'all' or 'stats', got {tone_input!r}")
@@ -139,9 +146,9 @@ class UNet(ReverseISP):
         if float(exposure_blend) != 1.0 and not global_tone:
             raise ValueError("exposure_blend needs global_tone (there is no tone to hedge)")
         self.exposure_blend = float(exposure_blend)
-        if not 0.0 <= float(metering_weight) <= 1.0:
-            raise ValueError(f"metering_weight must be in [0, 1], got {metering_weight}")
+        check_metering(metering_weight, metering_knee)
         self.metering_weight = float(metering_weight)
+        self.metering_knee = None if metering_knee is None else float(metering_knee)
         self.confidence = bool(confidence)
         if self.confidence:
             self.output_names = ("raw", "sigma")
@@ -196,13 +203,14 @@ class UNet(ReverseISP):
 
     def metering_gain(self, thumb_prior: torch.Tensor) -> torch.Tensor:
         """[N,1,1,1] :func:`rawedge.models.base.metering_gain` at this model's ``metering_weight``."""
-        return metering_gain(thumb_prior, self.metering_weight)
+        return metering_gain(thumb_prior, self.metering_weight, self.metering_knee)
 
-    def metered(self, analytic: torch.Tensor, thumb_prior: torch.Tensor) -> torch.Tensor:
-        """``analytic`` times :meth:`metering_gain`, clipped to [0, 1]: the prior the network refines."""
+    def metered(self, analytic: torch.Tensor, thumb_prior: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+        """``analytic`` times :meth:`metering_gain` (or ``gain``, when the caller has it already), clipped to
+        [0, 1]: the prior the network refines."""
         if self.metering_weight == 0.0:
             return analytic
-        return (analytic * self.metering_gain(thumb_prior)).clamp(0.0, 1.0)
+        return (analytic * (self.metering_gain(thumb_prior) if gain is None else gain)).clamp(0.0, 1.0)
 
     @staticmethod
     def exposure_correction(thumb_prior: torch.Tensor, log_gain: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
@@ -225,7 +233,8 @@ class UNet(ReverseISP):
         thumb_prior = None
         if self.exposure_blend != 1.0 or self.metering_weight:
             thumb_prior = analytic_packed(thumb, wb, rgb2cam)
-            base, thumb_prior = self.metered(analytic, thumb_prior), self.metered(thumb_prior, thumb_prior)
+            gain = self.metering_gain(thumb_prior) if self.metering_weight else None  # once per photo
+            base, thumb_prior = self.metered(analytic, thumb_prior, gain), self.metered(thumb_prior, thumb_prior, gain)
         else:
             base = analytic
         prior = self.toned_prior(base, tone_features, thumb_prior)

@@ -115,7 +115,8 @@ def _metered_prior(net, prior: np.ndarray, item: dict) -> np.ndarray:
 
     thumb = analytic_packed(item["thumb"][None], item["wb"][None], item["rgb2cam"][None])
     with torch.no_grad():
-        return np.clip(prior * np.float32(metering_gain(thumb, net.metering_weight).item()), 0.0, 1.0)
+        return np.clip(prior * np.float32(metering_gain(thumb, net.metering_weight,
+                                                                 getattr(net, "metering_knee", None)).item()), 0.0, 1.0)
 
 
 def baseline(row: dict, key: str) -> float:
@@ -187,7 +188,7 @@ def choose(rows: list[dict], grid=GRID, floor: float | None = None) -> tuple[flo
     return (tuple(float(x) for x in pick) if isinstance(pick, tuple) else float(pick)), evidence
 
 
-FIXED_OPTIONS = ("exposure_blend", "metering_weight")
+FIXED_OPTIONS = ("exposure_blend", "metering_weight", "metering_knee")
 
 
 def _set_fixed(net, fixed: dict, checkpoint) -> None:
