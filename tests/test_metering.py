@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import pytest
 import torch
 
@@ -100,7 +99,7 @@ def test_fit_knee_finds_the_knee_the_pairs_were_made_with():
     kappa, evidence = fit_knee(rows)
     assert evidence["knee"] == 0.5 and kappa == pytest.approx(0.4)
     assert evidence["mean_sq_stops"] == pytest.approx(0.0, abs=1e-9)
-    ungated, plain = least_squares_weight(rows)
+    _, plain = least_squares_weight(rows)
     assert plain["mean_sq_stops"] > 0.01  # one weight for every photo cannot fit it
 
 
