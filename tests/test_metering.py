@@ -110,3 +110,13 @@ def test_a_knee_outside_0_1_is_refused(knee):
     for name in ("analytic", "unet"):
         with pytest.raises(ValueError, match="metering_knee"):
             create_model(name, metering_weight=0.3, metering_knee=knee)
+
+
+def test_gated_fit_evidence_reports_the_whole_metering_rule():
+    from rawedge.training.metering import fit_knee
+
+    rows = [{"id": str(k), "camera": "c", "analytic": 0.0, "metered": -1.0, "highlight": h}
+            for k, h in enumerate((0.2, 0.3, 0.9, 1.0))]
+    _, evidence = fit_knee(rows)
+    assert evidence["median_abs_stops"]["metered"] == 1.0  # the ungated rule, whatever the knee
+    assert evidence["median_abs_stops"]["fitted"] == 0.0  # the analytic level is right: kappa 0

@@ -76,14 +76,15 @@ def fit_knee(rows: list[dict], knees=KNEES) -> tuple[float, dict]:
 def least_squares_weight(rows: list[dict], knee: float | None = None) -> tuple[float, dict]:
     """(kappa, evidence) from :func:`exposure_offsets` rows: the kappa in [0, 1] minimising the squared
     exposure error of the blend, each camera weighted equally (a camera with many renderings must not set
-    the convention), and the median absolute error of the analytic inverse, the metering rule and the fit.
-    With ``knee``, each pair's metering shift is first scaled by its highlight gate.
+    the convention), and the median absolute error of the analytic inverse, the whole metering rule and the
+    fit. With ``knee``, each pair's metering shift is scaled by its highlight gate before the fit.
 
     Example: an analytic error of +0.3 stops and a metered one of -0.6 on every pair give kappa 1/3."""
     e_a = np.array([r["analytic"] for r in rows], np.float64)
-    d = np.array([r["metered"] for r in rows], np.float64) - e_a
+    full = np.array([r["metered"] for r in rows], np.float64) - e_a  # the whole metering rule's shift
+    d = full
     if knee is not None:
-        d = d * np.clip((np.array([r["highlight"] for r in rows]) - knee) / (1.0 - knee), 0.0, 1.0)
+        d = full * np.clip((np.array([r["highlight"] for r in rows]) - knee) / (1.0 - knee), 0.0, 1.0)
     cameras = [r["camera"] for r in rows]
     weight = np.array([1.0 / cameras.count(c) for c in cameras])
     denom = float(np.sum(weight * d * d))
@@ -92,6 +93,6 @@ def least_squares_weight(rows: list[dict], knee: float | None = None) -> tuple[f
     evidence = {"pairs": len(rows), "cameras": sorted(set(cameras)), "kappa": round(kappa, 4), "knee": knee,
                 "mean_sq_stops": round(float(np.sum(weight * fitted ** 2) / np.sum(weight)), 6),
                 "median_abs_stops": {"analytic": round(float(np.median(np.abs(e_a))), 3),
-                                     "metered": round(float(np.median(np.abs(e_a + d))), 3),
+                                     "metered": round(float(np.median(np.abs(e_a + full))), 3),
                                      "fitted": round(float(np.median(np.abs(fitted))), 3)}}
     return kappa, evidence
