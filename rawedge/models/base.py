@@ -60,7 +60,12 @@ def highlight_gate(thumb_prior: torch.Tensor, knee: float | None) -> torch.Tenso
     ``knee`` None: no gate (1). docs/lofo-round8-highlights.md."""
     if knee is None:
         return torch.ones_like(thumb_prior[:, :1, :1, :1])
-    return ((highlight_level(thumb_prior) - knee) / (1.0 - knee)).clamp(0.0, 1.0)
+    return gate_from_level(highlight_level(thumb_prior), knee)
+
+
+def gate_from_level(level: torch.Tensor, knee: float) -> torch.Tensor:
+    """The highlight gate of highlight levels ``level`` (any shape): ``(level - knee) / (1 - knee)`` in [0, 1]."""
+    return ((level - knee) / (1.0 - knee)).clamp(0.0, 1.0)
 
 
 def metering_gain(thumb_prior: torch.Tensor, weight: float, knee: float | None = None) -> torch.Tensor:

@@ -73,6 +73,16 @@ def fit_knee(rows: list[dict], knees=KNEES) -> tuple[float, dict]:
     return fits[best]
 
 
+def highlight_gates(rows: list[dict], knee: float) -> np.ndarray:
+    """Per :func:`exposure_offsets` row, the highlight gate at ``knee`` (rawedge.models.base.gate_from_level)."""
+    import torch
+
+    from rawedge.models.base import gate_from_level
+
+    levels = torch.tensor([r["highlight"] for r in rows], dtype=torch.float64)
+    return gate_from_level(levels, knee).numpy()
+
+
 def least_squares_weight(rows: list[dict], knee: float | None = None) -> tuple[float, dict]:
     """(kappa, evidence) from :func:`exposure_offsets` rows: the kappa in [0, 1] minimising the squared
     exposure error of the blend, each camera weighted equally (a camera with many renderings must not set
@@ -82,9 +92,7 @@ def least_squares_weight(rows: list[dict], knee: float | None = None) -> tuple[f
     Example: an analytic error of +0.3 stops and a metered one of -0.6 on every pair give kappa 1/3."""
     e_a = np.array([r["analytic"] for r in rows], np.float64)
     full = np.array([r["metered"] for r in rows], np.float64) - e_a  # the whole metering rule's shift
-    d = full
-    if knee is not None:
-        d = full * np.clip((np.array([r["highlight"] for r in rows]) - knee) / (1.0 - knee), 0.0, 1.0)
+    d = full if knee is None else full * highlight_gates(rows, knee)
     cameras = [r["camera"] for r in rows]
     weight = np.array([1.0 / cameras.count(c) for c in cameras])
     denom = float(np.sum(weight * d * d))
