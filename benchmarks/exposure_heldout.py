@@ -20,18 +20,15 @@ FAMILIES = ("canon_powershot", "kodak", "gopro")
 
 def family_errors(work: Path, family: str) -> tuple[list[str], dict[str, np.ndarray]]:
     """(cameras per rendering, {rule: exposure error per rendering}) of ``family``'s held-out renderings."""
-    from rawedge.training.metering import exposure_offsets, highlight_gates
+    from rawedge.training.metering import blended_errors, exposure_offsets
 
     run = work / f"fold-{family}" / "run"
     plain = json.loads((run / "metering.json").read_text())
     gated = json.loads((run / "metering-gate.json").read_text())
     rows = exposure_offsets(work / f"fold-{family}" / "eval")
-    e = np.array([r["analytic"] for r in rows])
-    shift = np.array([r["metered"] for r in rows]) - e
-    gate = highlight_gates(rows, gated["knee"])
-    return [r["camera"] for r in rows], {"analytic inverse": e, "metered (round 7)": e + plain["kappa"] * shift,
-                                         "gated (round 8)": e + gated["kappa"] * gate * shift}
-
+    return [r["camera"] for r in rows], {"analytic inverse": blended_errors(rows, 0.0),
+                                         "metered (round 7)": blended_errors(rows, plain["kappa"]),
+                                         "gated (round 8)": blended_errors(rows, gated["kappa"], gated["knee"])}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -105,18 +105,17 @@ def sweep_tones(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, tone
 
 def _metered_prior(net, prior: np.ndarray, item: dict) -> np.ndarray:
     """The prior the model's hedge falls back to (lambda 0): the analytic inverse ``prior`` [4,h,w], moved
-    toward ISO 12232's metered exposure when the model has a metering weight (rawedge.models.unet);
-    ``prior`` itself otherwise."""
+    toward ISO 12232's metered exposure when the model has a metering weight (the model's own
+    ``metering_gain``, rawedge.models.unet); ``prior`` itself otherwise."""
     if not getattr(net, "metering_weight", 0.0):
         return prior
     import torch
 
-    from rawedge.models.base import analytic_packed, metering_gain
+    from rawedge.models.base import analytic_packed
 
     thumb = analytic_packed(item["thumb"][None], item["wb"][None], item["rgb2cam"][None])
     with torch.no_grad():
-        return np.clip(prior * np.float32(metering_gain(thumb, net.metering_weight,
-                                                                 getattr(net, "metering_knee", None)).item()), 0.0, 1.0)
+        return np.clip(prior * np.float32(net.metering_gain(thumb).item()), 0.0, 1.0)
 
 
 def baseline(row: dict, key: str) -> float:

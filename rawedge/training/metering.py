@@ -83,6 +83,21 @@ def highlight_gates(rows: list[dict], knee: float) -> np.ndarray:
     return gate_from_level(levels, knee).numpy()
 
 
+def _shifts(rows: list[dict], knee: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(analytic error, the whole metering rule's shift, the shift the model applies at weight 1: gated
+    when ``knee`` is given) per row, in stops."""
+    e_a = np.array([r["analytic"] for r in rows], np.float64)
+    full = np.array([r["metered"] for r in rows], np.float64) - e_a
+    return e_a, full, (full if knee is None else full * highlight_gates(rows, knee))
+
+
+def blended_errors(rows: list[dict], kappa: float, knee: float | None = None) -> np.ndarray:
+    """Per :func:`exposure_offsets` row, the exposure error (stops) of the prior at metering weight ``kappa``
+    and highlight knee ``knee``: what the model's prior gets wrong, before any network."""
+    e_a, _, d = _shifts(rows, knee)
+    return e_a + kappa * d
+
+
 def least_squares_weight(rows: list[dict], knee: float | None = None) -> tuple[float, dict]:
     """(kappa, evidence) from :func:`exposure_offsets` rows: the kappa in [0, 1] minimising the squared
     exposure error of the blend, each camera weighted equally (a camera with many renderings must not set
@@ -90,9 +105,7 @@ def least_squares_weight(rows: list[dict], knee: float | None = None) -> tuple[f
     fit. With ``knee``, each pair's metering shift is scaled by its highlight gate before the fit.
 
     Example: an analytic error of +0.3 stops and a metered one of -0.6 on every pair give kappa 1/3."""
-    e_a = np.array([r["analytic"] for r in rows], np.float64)
-    full = np.array([r["metered"] for r in rows], np.float64) - e_a  # the whole metering rule's shift
-    d = full if knee is None else full * highlight_gates(rows, knee)
+    e_a, full, d = _shifts(rows, knee)
     cameras = [r["camera"] for r in rows]
     weight = np.array([1.0 / cameras.count(c) for c in cameras])
     denom = float(np.sum(weight * d * d))
